@@ -1,0 +1,43 @@
+// Command blvm-landlock-shim is the first program inside a module's
+// container. libcontainer does not know Landlock, so this static shim
+// applies the module's Landlock ruleset, stacks a seccomp filter that kills
+// the whole process on a foreign-arch or x32 syscall, and then execs the
+// module with the environment it was given.
+//
+//	blvm-landlock-shim --min-abi N [--allow RIGHTS:PATH]... [--scope NAME]... -- PROGRAM [ARG]...
+//
+// It never degrades silently: a kernel below --min-abi, an unknown right or
+// scope, or a failing rule is a refusal with exit status 126, and the module
+// does not start. Build it with CGO_ENABLED=0.
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"syscall"
+)
+
+// exitRefused is the status when the shim will not start the module, the
+// shell's "found but cannot execute".
+const exitRefused = 126
+
+func main() {
+	// The stacked seccomp filter is per thread: install it and execve from
+	// the same OS thread so the module inherits it.
+	runtime.LockOSThread()
+	cfg, err := parseArgs(os.Args[1:])
+	if err != nil {
+		refuse(err)
+	}
+	if err := apply(cfg); err != nil {
+		refuse(err)
+	}
+	err = syscall.Exec(cfg.argv[0], cfg.argv, os.Environ())
+	refuse(fmt.Errorf("exec %s: %w", cfg.argv[0], err))
+}
+
+func refuse(err error) {
+	fmt.Fprintf(os.Stderr, "blvm-landlock-shim: refusing to start the module: %v\n", err)
+	os.Exit(exitRefused)
+}

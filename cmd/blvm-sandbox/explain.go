@@ -1,0 +1,217 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/blvm/blvm-sandbox/capabilities"
+	"github.com/blvm/blvm-sandbox/manifest"
+	"github.com/blvm/blvm-sandbox/nodeconfig"
+	"github.com/blvm/blvm-sandbox/policy"
+	"github.com/blvm/blvm-sandbox/runtime"
+)
+
+type explainFlags struct {
+	nodeConfig    string
+	format        string
+	threshold     float64
+	landlockABI   int
+	arch          string
+	cgroupVersion int
+	diff          bool
+}
+
+func newExplainCommand(stdout io.Writer) *cobra.Command {
+	var f explainFlags
+	cmd := &cobra.Command{
+		Use:   "explain [flags] MODULE_DIR|MODULE_TOML\n  blvm-sandbox explain --diff OLD NEW",
+		Short: "Show every rule a module would get, and why, before it runs",
+		Long: `explain compiles a module's policy without running anything and prints one
+row per control (value, verdict, reason, source), the capability -> rule tree,
+the hub ACL, what verification will require and what this kernel degrades.
+
+Exit codes: 0 fine; 1 exposure score above --threshold, or --diff found a
+wider policy; 2 bad input.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if f.diff {
+				if len(args) != 2 {
+					return badInput(fmt.Errorf("explain --diff needs OLD and NEW, got %d arguments", len(args)))
+				}
+				return runDiff(stdout, &f, cmd, args[0], args[1])
+			}
+			if len(args) != 1 {
+				return badInput(fmt.Errorf("explain needs one MODULE_DIR or MODULE_TOML, got %d arguments", len(args)))
+			}
+			return runExplain(stdout, &f, cmd, args[0])
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.nodeConfig, "node-config", "", "operator node config (TOML); built-in defaults when empty")
+	fl.StringVar(&f.format, "format", "text", "output: text, json, oci or bpf")
+	fl.Float64Var(&f.threshold, "threshold", -1, "exit 1 when the exposure score is above this (0.0-10.0)")
+	fl.IntVar(&f.landlockABI, "landlock-abi", -1, "Landlock ABI to compile for (default: this kernel's)")
+	fl.StringVar(&f.arch, "arch", "", "architecture to compile for (default: this machine's)")
+	fl.IntVar(&f.cgroupVersion, "cgroup-version", 0, "cgroup version to compile for, 1 or 2 (default: this host's)")
+	fl.BoolVar(&f.diff, "diff", false, "compare the policies of OLD and NEW")
+	return cmd
+}
+
+// compiled is one module's manifest and policy, ready to render.
+type compiled struct {
+	manifest *manifest.Manifest
+	config   *nodeconfig.Config
+	policy   *policy.Policy
+	refusals manifest.Problems // problems only the verify step enforces
+}
+
+func runExplain(out io.Writer, f *explainFlags, cmd *cobra.Command, target string) error {
+	c, err := compileTarget(f, cmd, target)
+	if err != nil {
+		return err
+	}
+	switch f.format {
+	case "text", "json":
+		r := policy.NewReport(c.policy, c.manifest, c.config, c.refusals)
+		if f.format == "json" {
+			err = r.WriteJSON(out)
+		} else {
+			err = r.WriteText(out)
+		}
+		if err != nil {
+			return err
+		}
+		if f.threshold >= 0 && r.Score > f.threshold {
+			return refused(fmt.Errorf("exposure score %.2f is above the threshold %.2f", r.Score, f.threshold))
+		}
+		return nil
+	case "oci":
+		spec, err := c.policy.OCISpec(policy.DefaultHostPaths(c.config.Sandbox.Root, c.policy))
+		if err != nil {
+			return err
+		}
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(spec)
+	case "bpf":
+		return c.policy.BPF(out)
+	default:
+		return badInput(fmt.Errorf("--format: unknown format %q (text, json, oci or bpf)", f.format))
+	}
+}
+
+func runDiff(out io.Writer, f *explainFlags, cmd *cobra.Command, oldPath, newPath string) error {
+	oldC, err := compileTarget(f, cmd, oldPath)
+	if err != nil {
+		return err
+	}
+	newC, err := compileTarget(f, cmd, newPath)
+	if err != nil {
+		return err
+	}
+	d := policy.Diff(oldC.policy, newC.policy)
+	if f.format == "json" {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(d)
+	} else {
+		err = d.WriteText(out)
+	}
+	if err != nil {
+		return err
+	}
+	if len(d.Wider) > 0 {
+		return refused(fmt.Errorf("the new policy is wider than the old (%d changes)", len(d.Wider)))
+	}
+	return nil
+}
+
+// compileTarget parses the node config and the manifest, resolves the
+// capabilities and compiles the policy. Any problem outside the fields the
+// verify step owns is bad input.
+func compileTarget(f *explainFlags, cmd *cobra.Command, target string) (*compiled, error) {
+	cfg := nodeconfig.Default()
+	if f.nodeConfig != "" {
+		var err error
+		if cfg, err = nodeconfig.Parse(f.nodeConfig); err != nil {
+			return nil, badInput(err)
+		}
+	}
+	path := target
+	if st, err := os.Stat(target); err == nil && st.IsDir() {
+		path = filepath.Join(target, manifest.FileName)
+	}
+	m, err := manifest.Parse(path)
+	var refusals manifest.Problems
+	if err != nil {
+		problems, ok := err.(manifest.Problems)
+		if !ok || m == nil {
+			return nil, badInput(err)
+		}
+		var fatal manifest.Problems
+		for _, p := range problems {
+			if isVerificationField(p.Field) {
+				refusals = append(refusals, p)
+			} else {
+				fatal = append(fatal, p)
+			}
+		}
+		if len(fatal) > 0 {
+			return nil, badInput(fatal)
+		}
+	}
+	cat, err := capabilities.Default()
+	if err != nil {
+		return nil, err
+	}
+	set, err := cat.Resolve(m, cfg)
+	if err != nil {
+		return nil, badInput(err)
+	}
+	host, err := hostFacts(f, cmd)
+	if err != nil {
+		return nil, err
+	}
+	p, err := policy.Compile(m, set, cfg, host)
+	if err != nil {
+		return nil, err
+	}
+	return &compiled{manifest: m, config: cfg, policy: p, refusals: refusals}, nil
+}
+
+// isVerificationField reports whether a manifest field is one only the
+// verify step enforces; explain shows the policy regardless.
+func isVerificationField(field string) bool {
+	return strings.HasPrefix(field, "binary") || strings.HasPrefix(field, "signatures")
+}
+
+// hostFacts detects this machine's facts, then applies any flag overrides,
+// so explain also works offline for another machine.
+func hostFacts(f *explainFlags, cmd *cobra.Command) (policy.Host, error) {
+	h, err := runtime.DetectHost("/sys/fs/cgroup")
+	offline := f.arch != "" && f.landlockABI >= 0 && f.cgroupVersion != 0
+	if err != nil && !offline {
+		return h, fmt.Errorf("detect host facts (pass --arch, --landlock-abi and --cgroup-version to skip): %w", err)
+	}
+	if f.arch != "" {
+		h.Arch = f.arch
+	}
+	if cmd.Flags().Changed("landlock-abi") {
+		if f.landlockABI < 0 {
+			return h, badInput(fmt.Errorf("--landlock-abi: %d is negative", f.landlockABI))
+		}
+		h.LandlockABI = f.landlockABI
+	}
+	if f.cgroupVersion != 0 {
+		if f.cgroupVersion != 1 && f.cgroupVersion != 2 {
+			return h, badInput(fmt.Errorf("--cgroup-version: %d is not 1 or 2", f.cgroupVersion))
+		}
+		h.CgroupVersion = f.cgroupVersion
+	}
+	return h, nil
+}

@@ -1,0 +1,81 @@
+// Package nodeconfig parses the operator's node configuration: the keys the
+// operator pins, the capability ceiling, resource limits and per-module
+// settings. Everything the operator decides lives here; nothing in it comes
+// from a module.
+package nodeconfig
+
+// Config is a parsed node config file.
+type Config struct {
+	Node         Node                `toml:"node"`
+	Sandbox      Sandbox             `toml:"sandbox"`
+	Trust        Trust               `toml:"trust"`
+	Capabilities Ceiling             `toml:"capabilities"`
+	Limits       Limits              `toml:"limits"`
+	Modules      map[string]*Module  `toml:"-"`
+	Provided     map[string]Provided `toml:"provided_capabilities"`
+
+	Path  string         `toml:"-"`
+	Lines map[string]int `toml:"-"`
+}
+
+// Node describes the node the modules attach to.
+type Node struct {
+	Version         string `toml:"version"`          // checked against a module's "blvm-node" dependency
+	Network         string `toml:"network"`          // mainnet, testnet, signet, regtest
+	DatabaseBackend string `toml:"database_backend"` // inherited by modules that do not set their own
+}
+
+// Sandbox holds runtime-wide settings.
+type Sandbox struct {
+	Root           string `toml:"root"`             // default /var/lib/blvm-sandbox
+	MinLandlockABI int    `toml:"min_landlock_abi"` // refuse to run modules below this ABI
+}
+
+// Trust pins maintainer keys. Keys inside a manifest are hints only.
+type Trust struct {
+	Threshold   string       `toml:"threshold"` // "m-of-n", default for every module
+	Maintainers []Maintainer `toml:"maintainers"`
+}
+
+// Maintainer is one pinned key.
+type Maintainer struct {
+	Name      string `toml:"name"`
+	PublicKey string `toml:"public_key"` // 33-byte compressed hex
+}
+
+// Ceiling bounds what any module may be granted.
+type Ceiling struct {
+	MaxTier string   `toml:"max_tier"` // highest tier granted without a per-module allowance
+	Deny    []string `toml:"deny"`     // never granted, whatever the tier
+}
+
+// Limits are cgroup and rlimit values. Zero means "use the default".
+type Limits struct {
+	MemoryBytes int64   `toml:"memory_bytes"`
+	Pids        int64   `toml:"pids"`
+	CPUs        float64 `toml:"cpus"`       // cores, e.g. 0.5
+	OpenFiles   uint64  `toml:"open_files"` // RLIMIT_NOFILE
+	TmpBytes    int64   `toml:"tmp_bytes"`  // size of the /tmp tmpfs
+}
+
+// Module is [modules.<name>]. The keys below are reserved for the operator;
+// every other key is module configuration and wins over the module's own
+// config.toml when the configs are merged.
+type Module struct {
+	Threshold      string         // per-module "m-of-n" override
+	Maintainers    []string       // names of pinned keys that apply (default: all)
+	Allow          []string       // capabilities granted above the tier ceiling
+	Deny           []string       // capabilities refused to this module
+	Limits         Limits         // overrides [limits]
+	AllowDowngrade bool           // accept a version below the high-water mark
+	Config         map[string]any // everything else: module configuration
+}
+
+// Provided declares a capability that a module offers to other modules
+// (such as "read_lightning"), so that it resolves like a catalog entry.
+type Provided struct {
+	Provider    string `toml:"provider"` // module that registers the API
+	Description string `toml:"description"`
+	Tier        string `toml:"tier"`
+	Danger      string `toml:"danger"`
+}
