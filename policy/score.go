@@ -271,4 +271,3 @@ func socketFamilies(p *Policy) (string, Provenance) {
 	}
 	return "none", Provenance{Source: SourceSandbox, Reason: "socket is not allowed"}
 }
-
