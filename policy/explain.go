@@ -50,6 +50,9 @@ type Dependency struct {
 	Name       string `json:"name"`
 	Constraint string `json:"constraint"`
 	Optional   bool   `json:"optional"`
+	// NodeMismatch is set for the blvm-node pseudo-dependency when this
+	// node's version does not satisfy the constraint.
+	NodeMismatch string `json:"node_mismatch,omitempty"`
 }
 
 // NewReport assembles the report for p. refusals are manifest problems in
@@ -84,7 +87,11 @@ func NewReport(p *Policy, m *manifest.Manifest, op *nodeconfig.Config, refusals 
 			Author: split.Author, Marketplace: split.Marketplace, Node: split.Node}
 	}
 	for _, d := range sortedKeys(m.Dependencies) {
-		r.Dependencies = append(r.Dependencies, Dependency{Name: d, Constraint: m.Dependencies[d]})
+		dep := Dependency{Name: d, Constraint: m.Dependencies[d]}
+		if d == manifest.NodeDependency {
+			dep.NodeMismatch = nodeMismatch(op.Node.Version, dep.Constraint)
+		}
+		r.Dependencies = append(r.Dependencies, dep)
 	}
 	for _, d := range sortedKeys(m.OptionalDependencies) {
 		r.Dependencies = append(r.Dependencies, Dependency{Name: d, Constraint: m.OptionalDependencies[d], Optional: true})
@@ -227,6 +234,9 @@ func (r *Report) WriteText(w io.Writer) error {
 			kind = "optional, never blocks the load"
 		}
 		fmt.Fprintf(&b, "  dependency %s %s (%s)\n", d.Name, d.Constraint, kind)
+		if d.NodeMismatch != "" {
+			fmt.Fprintf(&b, "    %s\n", d.NodeMismatch)
+		}
 	}
 	if len(r.Refusals) > 0 {
 		b.WriteString("  As written, the load would be refused:\n")
@@ -251,10 +261,27 @@ func (r *Report) WriteText(w io.Writer) error {
 		pay := r.Payment
 		fmt.Fprintf(&b, "  required %t, price %d sats: author %d, marketplace %d, node %d\n",
 			pay.Required, pay.PriceSats, pay.Author, pay.Marketplace, pay.Node)
-		b.WriteString("  (marketplace and node shares round down; the author receives the remainder)\n")
+		b.WriteString("  (the author's share rounds up, the marketplace's down, the node takes the rest: the three always sum to the price)\n")
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// nodeMismatch says why this node's version fails a module's blvm-node
+// constraint, or "" when it satisfies it.
+func nodeMismatch(nodeVersion, constraint string) string {
+	v, err := manifest.ParseVersion(nodeVersion)
+	if err != nil {
+		return fmt.Sprintf("this node's version %q is not semver: %v", nodeVersion, err)
+	}
+	c, err := manifest.ParseConstraint(constraint)
+	if err != nil {
+		return fmt.Sprintf("constraint %q does not parse: %v", constraint, err)
+	}
+	if !c.Check(v) {
+		return fmt.Sprintf("this node is %s, which does not satisfy blvm-node %s: the load would be refused", nodeVersion, constraint)
+	}
+	return ""
 }
 
 func section(b *strings.Builder, title string) { fmt.Fprintf(b, "\n%s\n", title) }
