@@ -40,8 +40,15 @@ run: build
 	  ./$(BIN)/blvm-sandbox explain $$m || exit $$?; \
 	done
 
+# Benchmarks against peers, medians of several runs, written to
+# docs/BENCHMARKS.md. Needs root (the store is root-owned).
+BENCHCOUNT ?= 5
 bench:
-	$(GOTEST) -run '^$$' -bench . -benchmem ./...
+	@mkdir -p $(BIN)
+	set -o pipefail; $(GOTEST) -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) ./bench/ ./verify/ | tee $(BIN)/bench.txt
+	$(GO) run ./bench/benchtable -title "blvm-sandbox benchmarks" \
+	  -pair BenchmarkSeal256MiB=BenchmarkPeerSha256sum256MiB < $(BIN)/bench.txt > docs/BENCHMARKS.md
+	@echo "wrote docs/BENCHMARKS.md"
 
 fuzz:
 	$(GOTEST) -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./manifest/
