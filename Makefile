@@ -53,6 +53,9 @@ bench:
 fuzz:
 	$(GOTEST) -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./manifest/
 	$(GOTEST) -run '^$$' -fuzz FuzzCompile -fuzztime $(FUZZTIME) ./policy/
+	$(GOTEST) -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./nodeconfig/
+	$(GOTEST) -run '^$$' -fuzz FuzzParseSignature -fuzztime $(FUZZTIME) ./verify/
+	$(GOTEST) -run '^$$' -fuzz FuzzParsePublicKey -fuzztime $(FUZZTIME) ./verify/
 
 lint:
 	@files=$$(git ls-files '*.go' 2>/dev/null); [ -n "$$files" ] || files=$$(find . -name '*.go' -not -path './bin/*'); \
