@@ -2,10 +2,10 @@ package main
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,101 +62,23 @@ func runSign(stdout, stderr io.Writer, f *signFlags, dir string) error {
 	if err != nil {
 		return badInput(err)
 	}
-	if f.binary != "" {
-		hash, size, err := hashFile(f.binary)
-		if err != nil {
-			return badInput(err)
-		}
-		if src, err = manifest.RewriteBinary(src, hash, size); err != nil {
-			return err
-		}
+	signed, err := verify.SignSource(path, src, priv, name, f.threshold, f.binary)
+	var problems manifest.Problems
+	if errors.As(err, &problems) || errors.Is(err, fs.ErrNotExist) {
+		return badInput(err)
 	}
-	m, err := parseForSigning(path, src)
 	if err != nil {
+		return fmt.Errorf("%w; %s left unchanged", err, path)
+	}
+	for _, d := range signed.Dropped {
+		fmt.Fprintf(stderr, "dropped %s's signature: it does not verify over the manifest as it is now\n", d)
+	}
+	if err := writeFileAtomic(path, signed.Source); err != nil {
 		return err
 	}
-	digest, err := manifest.SigningDigest(m)
-	if err != nil {
-		return err
-	}
-	pub := hex.EncodeToString(priv.PubKey().SerializeCompressed())
-	sigs := manifest.Signatures{Threshold: "1-of-1"}
-	if m.Signatures != nil {
-		sigs.Threshold = m.Signatures.Threshold
-		for _, s := range m.Signatures.Maintainers {
-			if strings.EqualFold(s.PublicKey, pub) {
-				continue // replaced below
-			}
-			if !verify.SignatureValid(s.PublicKey, s.Signature, digest) {
-				fmt.Fprintf(stderr, "dropped %s's signature: it does not verify over the manifest as it is now\n", s.Name)
-				continue
-			}
-			sigs.Maintainers = append(sigs.Maintainers, s)
-		}
-	}
-	if f.threshold != "" {
-		sigs.Threshold = f.threshold
-	}
-	sigs.Maintainers = append(sigs.Maintainers, manifest.Maintainer{
-		Name: name, PublicKey: pub, Signature: verify.SignDigest(priv, digest),
-	})
-	out, err := manifest.RewriteSignatures(src, sigs)
-	if err != nil {
-		return err
-	}
-	// The rewrite is text surgery: prove it kept every signed value and
-	// wrote a manifest that validates before replacing the file.
-	check, err := manifest.ParseBytes(path, out)
-	if err != nil {
-		return fmt.Errorf("sign: the rewritten manifest is invalid, %s left unchanged:\n%w", path, err)
-	}
-	again, err := manifest.SigningDigest(check)
-	if err != nil || again != digest {
-		return fmt.Errorf("sign: rewriting %s would change a signed value; left unchanged", path)
-	}
-	if err := writeFileAtomic(path, out); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "signed %s %s as %s (%s); %d signature(s), threshold hint %s\n",
-		m.Name, m.Version, name, pub, len(sigs.Maintainers), sigs.Threshold)
+	fmt.Fprintf(stdout, "signed %s %s as %s (%s); %d signature(s), threshold hint %s\n", signed.Manifest.Name,
+		signed.Manifest.Version, name, signed.PublicKey, len(signed.Manifest.Signatures.Maintainers), signed.Threshold)
 	return nil
-}
-
-// parseForSigning parses src, ignoring problems in [signatures], which is
-// about to be regenerated.
-func parseForSigning(path string, src []byte) (*manifest.Manifest, error) {
-	m, err := manifest.ParseBytes(path, src)
-	if err == nil {
-		return m, nil
-	}
-	problems, ok := err.(manifest.Problems)
-	if !ok || m == nil {
-		return nil, badInput(err)
-	}
-	var fatal manifest.Problems
-	for _, p := range problems {
-		if !strings.HasPrefix(p.Field, "signatures") {
-			fatal = append(fatal, p)
-		}
-	}
-	if len(fatal) > 0 {
-		return nil, badInput(fatal)
-	}
-	return m, nil
-}
-
-func hashFile(path string) (string, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", 0, fmt.Errorf("hash %s: %w", path, err)
-	}
-	return "sha256:" + hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
 // writeFileAtomic replaces path with data, keeping its mode, so a crash

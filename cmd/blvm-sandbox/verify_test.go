@@ -80,7 +80,17 @@ func TestSignThenVerifyEndToEnd(t *testing.T) {
 		}
 	}
 
-	// Changing one signed value breaks both signatures: the refusal names
+	// A third, redundant signature is reported and refuses nothing.
+	base := filepath.Dir(dir)
+	if _, errOut, code := cli(t, "sign", "--key", filepath.Join(base, "carol.key"), dir); code != 0 {
+		t.Fatalf("sign as carol: exit %d: %s", code, errOut)
+	}
+	if out, errOut, code := cli(t, "verify", "--node-config", nodeConfig, "--root", root, dir); code != 0 || !strings.Contains(out, "signature carol") {
+		t.Fatalf("verify with 3 of 3 signatures: exit %d\n%s\n%s", code, out, errOut)
+	}
+	src, _ = os.ReadFile(filepath.Join(dir, "module.toml"))
+
+	// Changing one signed value breaks every signature: the refusal names
 	// the threshold check.
 	changed := bytes.Replace(src, []byte(`version = "1.0.0"`), []byte(`version = "1.0.1"`), 1)
 	if err := os.WriteFile(filepath.Join(dir, "module.toml"), changed, 0o644); err != nil {

@@ -1,0 +1,122 @@
+package verify
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/decred/dcrd/dcrec/secp256k1/v4"
+
+	"github.com/blvm/blvm-sandbox/manifest"
+)
+
+// Signed is a module.toml after a maintainer signed it.
+type Signed struct {
+	Source    []byte // the rewritten module.toml, ready to write
+	Manifest  *manifest.Manifest
+	PublicKey string   // the signer's compressed key, hex
+	Dropped   []string // signers whose signatures no longer verify and were removed
+	Threshold string
+}
+
+// SignSource signs the module.toml in src (read from path) as name. When
+// binaryPath is set, [binary] hash and size are filled from that file first.
+// The signer's entry is added or replaced by key; other signatures that no
+// longer verify over the new manifest are dropped and named. The rewrite is
+// text surgery, so the result is re-parsed and its signed digest compared
+// before it is returned. Problems in the input come back as
+// manifest.Problems.
+func SignSource(path string, src []byte, priv *secp256k1.PrivateKey, name, threshold, binaryPath string) (*Signed, error) {
+	if binaryPath != "" {
+		hash, size, err := HashFile(binaryPath)
+		if err != nil {
+			return nil, err
+		}
+		if src, err = manifest.RewriteBinary(src, hash, size); err != nil {
+			return nil, err
+		}
+	}
+	m, err := parseIgnoringSignatures(path, src)
+	if err != nil {
+		return nil, err
+	}
+	digest, err := manifest.SigningDigest(m)
+	if err != nil {
+		return nil, err
+	}
+	out := &Signed{PublicKey: hex.EncodeToString(priv.PubKey().SerializeCompressed())}
+	sigs := manifest.Signatures{Threshold: "1-of-1"}
+	if m.Signatures != nil {
+		sigs.Threshold = m.Signatures.Threshold
+		for _, s := range m.Signatures.Maintainers {
+			if strings.EqualFold(s.PublicKey, out.PublicKey) {
+				continue // this key's entry is replaced below
+			}
+			if !SignatureValid(s.PublicKey, s.Signature, digest) {
+				out.Dropped = append(out.Dropped, s.Name)
+				continue
+			}
+			sigs.Maintainers = append(sigs.Maintainers, s)
+		}
+	}
+	if threshold != "" {
+		sigs.Threshold = threshold
+	}
+	sigs.Maintainers = append(sigs.Maintainers, manifest.Maintainer{
+		Name: name, PublicKey: out.PublicKey, Signature: SignDigest(priv, digest),
+	})
+	if out.Source, err = manifest.RewriteSignatures(src, sigs); err != nil {
+		return nil, err
+	}
+	if out.Manifest, err = manifest.ParseBytes(path, out.Source); err != nil {
+		return nil, fmt.Errorf("sign: the rewritten manifest is invalid:\n%w", err)
+	}
+	if again, err := manifest.SigningDigest(out.Manifest); err != nil || again != digest {
+		return nil, fmt.Errorf("sign: rewriting %s would change a signed value", path)
+	}
+	out.Threshold = sigs.Threshold
+	return out, nil
+}
+
+// parseIgnoringSignatures parses src, ignoring problems in [signatures],
+// which is about to be regenerated.
+func parseIgnoringSignatures(path string, src []byte) (*manifest.Manifest, error) {
+	m, err := manifest.ParseBytes(path, src)
+	if err == nil {
+		return m, nil
+	}
+	problems, ok := err.(manifest.Problems)
+	if !ok || m == nil {
+		return nil, err
+	}
+	var rest manifest.Problems
+	for _, p := range problems {
+		if !strings.HasPrefix(p.Field, "signatures") {
+			rest = append(rest, p)
+		}
+	}
+	if len(rest) > 0 {
+		return nil, rest
+	}
+	return m, nil
+}
+
+// HashFile returns the "sha256:<hex>" digest and size of the file at path,
+// as a maintainer pins them in [binary]. Loading never uses it: the store
+// hashes from the one descriptor it copies.
+func HashFile(path string) (string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", 0, fmt.Errorf("hash %s: %w", path, err)
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), n, nil
+}
