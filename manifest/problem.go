@@ -38,3 +38,25 @@ func (ps Problems) Error() string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// Split separates the problems in fields under any of prefixes (such as
+// "signatures", which signing regenerates) from the rest.
+func (ps Problems) Split(prefixes ...string) (matching, rest Problems) {
+	for _, p := range ps {
+		if hasAnyPrefix(p.Field, prefixes) {
+			matching = append(matching, p)
+		} else {
+			rest = append(rest, p)
+		}
+	}
+	return matching, rest
+}
+
+func hasAnyPrefix(s string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}

@@ -92,13 +92,7 @@ func parseIgnoringSignatures(path string, src []byte) (*manifest.Manifest, error
 	if !ok || m == nil {
 		return nil, err
 	}
-	var rest manifest.Problems
-	for _, p := range problems {
-		if !strings.HasPrefix(p.Field, "signatures") {
-			rest = append(rest, p)
-		}
-	}
-	if len(rest) > 0 {
+	if _, rest := problems.Split("signatures"); len(rest) > 0 {
 		return nil, rest
 	}
 	return m, nil

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -153,14 +152,10 @@ func compileTarget(f *explainFlags, cmd *cobra.Command, target string) (*compile
 		if !ok || m == nil {
 			return nil, badInput(err)
 		}
+		// Fields only the verify step enforces do not stop explain: the
+		// report shows the policy and says the load would be refused.
 		var fatal manifest.Problems
-		for _, p := range problems {
-			if isVerificationField(p.Field) {
-				refusals = append(refusals, p)
-			} else {
-				fatal = append(fatal, p)
-			}
-		}
+		refusals, fatal = problems.Split("binary", "signatures")
 		if len(fatal) > 0 {
 			return nil, badInput(fatal)
 		}
@@ -182,12 +177,6 @@ func compileTarget(f *explainFlags, cmd *cobra.Command, target string) (*compile
 		return nil, err
 	}
 	return &compiled{manifest: m, config: cfg, policy: p, refusals: refusals}, nil
-}
-
-// isVerificationField reports whether a manifest field is one only the
-// verify step enforces; explain shows the policy regardless.
-func isVerificationField(field string) bool {
-	return strings.HasPrefix(field, "binary") || strings.HasPrefix(field, "signatures")
 }
 
 // hostFacts detects this machine's facts, then applies any flag overrides,
