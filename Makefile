@@ -9,20 +9,23 @@ GOTEST := CGO_ENABLED=1 $(GO) test -tags $(TAGS)
 EXAMPLES := manifest/testdata/lightning-network.toml examples/stratum-v2 examples/merge-mining
 FUZZTIME ?= 30s
 
-.PHONY: all deps build test run bench fuzz lint generate clean
+.PHONY: all deps build test run bench fuzz lint generate proto proto-check clean
+PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+GOBIN := $(shell $(GO) env GOPATH)/bin
 
 all: build
 
 # Install the system packages the build needs, only when missing.
 deps:
 	@need=""; \
-	for p in libseccomp-dev pkg-config gcc; do \
+	for p in libseccomp-dev pkg-config gcc protobuf-compiler; do \
 	  dpkg -s $$p >/dev/null 2>&1 || need="$$need $$p"; \
 	done; \
 	if [ -n "$$need" ]; then \
 	  echo "installing:$$need"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need; \
 	fi
+	@[ -x $(GOBIN)/protoc-gen-go ] || $(GO) install $(PROTOC_GEN_GO)
 
 build:
 	CGO_ENABLED=1 $(GO) build -tags $(TAGS) -o $(BIN)/blvm-sandbox ./cmd/blvm-sandbox
@@ -31,7 +34,7 @@ build:
 
 # Unit tests everywhere; integration/ runs real kernels and needs root (its
 # tests skip themselves otherwise).
-test: lint
+test: lint proto-check
 	$(GOTEST) -count=1 ./...
 
 run: build
@@ -67,6 +70,18 @@ lint:
 generate:
 	$(GOTEST) ./cmd/blvm-sandbox/ -update
 	$(GOTEST) ./manifest/ -run TestSigningVectors -update
+
+# The protocol schema is ipc/proto; the Go code in ipc/pb is generated from
+# it and committed. proto-check fails when the two drift.
+proto:
+	PATH="$(GOBIN):$$PATH" protoc -I ipc/proto --go_out=. --go_opt=module=github.com/blvm/blvm-sandbox \
+	  ipc/proto/blvm/module/v1/module.proto
+
+proto-check:
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	PATH="$(GOBIN):$$PATH" protoc -I ipc/proto --go_out=$$tmp --go_opt=module=github.com/blvm/blvm-sandbox \
+	  ipc/proto/blvm/module/v1/module.proto && \
+	diff -u ipc/pb/module.pb.go $$tmp/ipc/pb/module.pb.go || { echo "ipc/pb is stale: run make proto"; exit 1; }
 
 clean:
 	rm -rf $(BIN)
