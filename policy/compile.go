@@ -284,7 +284,7 @@ func compileEnv(m *manifest.Manifest, op *nodeconfig.Config) []EnvVar {
 	return []EnvVar{
 		{Name: "BLVM_MODULE_NAME", Value: m.Name, Why: sb("the module's name as the hub knows it")},
 		{Name: "BLVM_MODULE_VERSION", Value: m.Version, Why: sb("the verified version")},
-		{Name: "BLVM_HUB_SOCKET", Value: HubSocketPath, Why: sb("where the hub listens")},
+		{Name: "BLVM_SOCKET", Value: HubSocketPath, Why: sb("where the hub listens")},
 		{Name: "BLVM_CONFIG", Value: ConfigPath, Why: sb("the merged config file")},
 		{Name: "BLVM_DATA_DIR", Value: DataDir, Why: sb("the module's database directory")},
 		{Name: "BLVM_NETWORK", Value: op.Node.Network, Why: Provenance{Source: SourceOperator, Reason: "the chain the node runs"}},
