@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/blvm/blvm-sandbox/internal/atomicfile"
 	"github.com/blvm/blvm-sandbox/manifest"
 )
 
@@ -121,21 +122,10 @@ func (h *HighWater) save() error {
 	if err != nil {
 		return fmt.Errorf("rollback: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, ".highwater-*")
-	if err != nil {
-		return fmt.Errorf("rollback: %w", err)
-	}
-	_, err = tmp.Write(append(data, '\n'))
-	err = errors.Join(err, tmp.Chmod(0o644), tmp.Sync())
-	err = errors.Join(err, tmp.Close())
-	if err == nil {
-		err = os.Rename(tmp.Name(), h.path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
+	if err := atomicfile.WriteFile(h.path, append(data, '\n'), 0o644); err != nil {
 		return fmt.Errorf("rollback: write %s: %w", h.path, err)
 	}
-	return syncDir(dir)
+	return nil
 }
 
 // RecordLoaded raises the high-water mark of module name to version under

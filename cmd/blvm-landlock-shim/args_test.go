@@ -93,3 +93,11 @@ func TestArchFilterShape(t *testing.T) {
 		t.Fatal("archFilter accepted an arch it has no program for")
 	}
 }
+
+func TestModuleEnvKeepsOnlyBLVM(t *testing.T) {
+	got := moduleEnv([]string{"HOME=/", "BLVM_SOCKET=/run/blvm/hub.sock", "PATH=/bin", "BLVMX=1", "BLVM_DATA_DIR=/data", "LD_PRELOAD=/x.so"})
+	want := []string{"BLVM_SOCKET=/run/blvm/hub.sock", "BLVM_DATA_DIR=/data"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("moduleEnv = %q, want %q", got, want)
+	}
+}

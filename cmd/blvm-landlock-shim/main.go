@@ -2,7 +2,7 @@
 // container. libcontainer does not know Landlock, so this static shim
 // applies the module's Landlock ruleset, stacks a seccomp filter that kills
 // the whole process on a foreign-arch or x32 syscall, and then execs the
-// module with the environment it was given.
+// module with only the BLVM_* variables of its environment.
 //
 //	blvm-landlock-shim --min-abi N [--allow RIGHTS:PATH]... [--scope NAME]... -- PROGRAM [ARG]...
 //
@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"syscall"
 )
 
@@ -33,8 +34,20 @@ func main() {
 	if err := apply(cfg); err != nil {
 		refuse(err)
 	}
-	err = syscall.Exec(cfg.argv[0], cfg.argv, os.Environ())
+	err = syscall.Exec(cfg.argv[0], cfg.argv, moduleEnv(os.Environ()))
 	refuse(fmt.Errorf("exec %s: %w", cfg.argv[0], err))
+}
+
+// moduleEnv keeps only the documented BLVM_* variables: libcontainer adds
+// HOME (and a caller could add more), and modules must see nothing else.
+func moduleEnv(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "BLVM_") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 func refuse(err error) {

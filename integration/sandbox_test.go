@@ -1,0 +1,228 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/blvm/blvm-sandbox/capabilities"
+	"github.com/blvm/blvm-sandbox/manifest"
+	"github.com/blvm/blvm-sandbox/nodeconfig"
+	"github.com/blvm/blvm-sandbox/policy"
+	"github.com/blvm/blvm-sandbox/runtime"
+)
+
+func init() {
+	// This test binary is also the container init libcontainer re-executes.
+	runtime.Reexec()
+}
+
+const hostileManifest = `
+name = "%s"
+version = "1.0.0"
+entry_point = "hostile"
+capabilities = ["read_blockchain"]
+`
+
+// binaries are built once per test run into a directory every mapped uid
+// can traverse (bind-mount sources must be reachable from the user namespace).
+var binaries struct {
+	once    sync.Once
+	dir     string
+	shim    string
+	hostile string
+	err     error
+}
+
+func buildBinaries(t *testing.T) (shim, hostile string) {
+	t.Helper()
+	binaries.once.Do(func() {
+		dir, err := os.MkdirTemp("", "blvm-bin-")
+		if err != nil {
+			binaries.err = err
+			return
+		}
+		os.Chmod(dir, 0o755)
+		binaries.dir = dir
+		for _, b := range []struct{ out, pkg string }{
+			{"blvm-landlock-shim", "github.com/blvm/blvm-sandbox/cmd/blvm-landlock-shim"},
+			{"hostile", "github.com/blvm/blvm-sandbox/integration/hostile"},
+		} {
+			cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, b.out), b.pkg)
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				binaries.err = fmt.Errorf("build %s: %v\n%s", b.pkg, err, out)
+				return
+			}
+		}
+		binaries.shim, binaries.hostile = filepath.Join(dir, "blvm-landlock-shim"), filepath.Join(dir, "hostile")
+	})
+	if binaries.err != nil {
+		t.Fatal(binaries.err)
+	}
+	return binaries.shim, binaries.hostile
+}
+
+// sandbox is a supervisor on a fresh root, with a stand-in hub that accepts
+// each module's connections and drains them.
+type sandbox struct {
+	t       *testing.T
+	root    string
+	sup     *runtime.Supervisor
+	host    policy.Host
+	hostile string
+	cfg     *nodeconfig.Config
+}
+
+func newSandbox(t *testing.T, restart runtime.RestartPolicy) *sandbox {
+	t.Helper()
+	requireRoot(t)
+	shim, hostile := buildBinaries(t)
+	root, err := os.MkdirTemp("", "blvm-rt-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, err := runtime.DetectHost("/sys/fs/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sup, err := runtime.NewSupervisor(runtime.Options{
+		Root: root, Shim: shim, Host: host, Grace: time.Second, Ready: 10 * time.Second, Restart: restart,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &sandbox{t: t, root: root, sup: sup, host: host, hostile: hostile, cfg: nodeconfig.Default()}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := sup.Close(ctx); err != nil {
+			t.Errorf("close supervisor: %v", err)
+		}
+		orphans, err := runtime.Layout{Root: root}.Orphans()
+		if err != nil || len(orphans) > 0 {
+			t.Errorf("orphans after close: %v %v", orphans, err)
+		}
+		os.RemoveAll(root)
+	})
+	return s
+}
+
+func (s *sandbox) compile(name string) *policy.Policy {
+	s.t.Helper()
+	m, err := manifest.ParseBytes("module.toml", []byte(fmt.Sprintf(hostileManifest, name)))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	cat, err := capabilities.Default()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	set, err := cat.Resolve(m, s.cfg)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	p, err := policy.Compile(m, set, s.cfg, s.host)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return p
+}
+
+// drainHub stands in for the hub: it accepts and reads until closed.
+func drainHub(ln net.Listener) {
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go io.Copy(io.Discard, c)
+		}
+	}()
+}
+
+// outcome is what one hostile run produced.
+type outcome struct {
+	res    hostileResult
+	exit   runtime.ExitReason
+	stdout string
+	stderr string
+}
+
+type hostileResult struct {
+	Attack string            `json:"attack"`
+	Errno  string            `json:"errno"`
+	Count  int64             `json:"count"`
+	Info   map[string]string `json:"info"`
+}
+
+// start loads the hostile module with one attack and returns at once.
+func (s *sandbox) start(name, attack, arg string, out, errw io.Writer) error {
+	config := fmt.Sprintf("attack = %q\narg = %q\n", attack, arg)
+	return s.sup.Start(context.Background(), runtime.Module{
+		Policy: s.compile(name), Binary: s.hostile, Config: []byte(config),
+		Serve: drainHub, Stdout: out, Stderr: errw,
+	})
+}
+
+// attack runs the hostile module with one attack to its end.
+func (s *sandbox) attack(attack, arg string) outcome {
+	s.t.Helper()
+	var out, errw syncBuffer
+	if err := s.start("hostile", attack, arg, &out, &errw); err != nil {
+		s.t.Fatalf("start %s: %v", attack, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	exit, err := s.sup.Wait(ctx, "hostile")
+	if err != nil {
+		s.t.Fatalf("wait %s: %v", attack, err)
+	}
+	s.sup.Stop(ctx, "hostile")
+	o := outcome{exit: exit, stdout: out.String(), stderr: errw.String()}
+	sc := bufio.NewScanner(strings.NewReader(o.stdout))
+	for sc.Scan() {
+		if json.Unmarshal(sc.Bytes(), &o.res) == nil {
+			break
+		}
+	}
+	return o
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func TestRootContainerSmoke(t *testing.T) {
+	s := newSandbox(t, runtime.RestartPolicy{Never: true})
+	o := s.attack("env", "")
+	t.Logf("exit %v\nstdout %s\nstderr %s", o.exit, o.stdout, o.stderr)
+	if o.res.Errno != "ok" {
+		t.Fatalf("env probe did not run: %+v", o)
+	}
+}

@@ -1,0 +1,85 @@
+package runtime
+
+import (
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/blvm/blvm-sandbox/internal/atomicfile"
+	"github.com/blvm/blvm-sandbox/policy"
+)
+
+// bundle is the on-disk part of one module's container: an empty rootfs
+// holding only mountpoints, and the merged config beside it.
+type bundle struct {
+	dir    string
+	rootfs string
+	config string
+}
+
+// makeBundle builds the module's bundle from scratch. The rootfs is owned by
+// host root and mounted read-only: the module can create nothing in it, so
+// every mountpoint the policy names is created here, ahead of time (inside
+// the user namespace, container root could not create them).
+func (l Layout) makeBundle(p *policy.Policy, mergedConfig []byte) (*bundle, error) {
+	name := p.Module.Name
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	b := &bundle{dir: l.Bundle(name)}
+	b.rootfs = filepath.Join(b.dir, "rootfs")
+	b.config = filepath.Join(b.dir, "config.toml")
+	if err := os.RemoveAll(b.dir); err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", b.dir, err)
+	}
+	if err := os.MkdirAll(b.rootfs, 0o755); err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", b.dir, err)
+	}
+	if err := os.Chmod(b.dir, 0o711); err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", b.dir, err)
+	}
+	for _, m := range p.Mounts {
+		if err := b.mountpoint(m); err != nil {
+			return nil, fmt.Errorf("bundle %s: mountpoint %s: %w", b.dir, m.Destination, err)
+		}
+	}
+	// World-readable: the mapped uid reads it through the bind mount, and
+	// it holds only what the operator wants the module to see.
+	if err := atomicfile.WriteFile(b.config, mergedConfig, 0o644); err != nil {
+		return nil, fmt.Errorf("bundle %s: config: %w", b.dir, err)
+	}
+	return b, nil
+}
+
+// mountpoint creates the empty file or directory a mount lands on.
+func (b *bundle) mountpoint(m policy.Mount) error {
+	dst := path.Clean(m.Destination)
+	if !path.IsAbs(dst) || dst == "/" || strings.Contains(dst, "..") {
+		return fmt.Errorf("not a clean absolute path")
+	}
+	host := filepath.Join(b.rootfs, filepath.FromSlash(dst))
+	if err := os.MkdirAll(filepath.Dir(host), 0o755); err != nil {
+		return err
+	}
+	if isFileMount(m) {
+		f, err := os.OpenFile(host, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o444)
+		if err != nil {
+			return err
+		}
+		return f.Close()
+	}
+	return os.Mkdir(host, 0o755)
+}
+
+// isFileMount reports whether a bind mount's source is a single file.
+func isFileMount(m policy.Mount) bool {
+	switch m.Source {
+	case policy.MountBinary, policy.MountShim, policy.MountConfig, policy.MountSocket:
+		return true
+	}
+	return false
+}
+
+func (b *bundle) remove() error { return os.RemoveAll(b.dir) }

@@ -1,0 +1,84 @@
+package runtime
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/blvm/blvm-sandbox/manifest"
+)
+
+// Layout is where the runtime keeps its files under the root (DESIGN.md
+// "On disk"). Every path a module name reaches goes through Layout, which
+// refuses names that are not valid module names, so a name can never walk
+// out of its directory.
+type Layout struct {
+	Root string
+}
+
+// Dirs the runtime owns. The store and trust dirs belong to verify.
+func (l Layout) StateDir() string       { return filepath.Join(l.Root, "state") }
+func (l Layout) ContainersDir() string  { return filepath.Join(l.Root, "state", "containers") }
+func (l Layout) IDsFile() string        { return filepath.Join(l.Root, "state", "ids.json") }
+func (l Layout) SocketsDir() string     { return filepath.Join(l.Root, "sockets") }
+func (l Layout) BundlesDir() string     { return filepath.Join(l.Root, "bundles") }
+func (l Layout) LogsDir() string        { return filepath.Join(l.Root, "logs") }
+func (l Layout) ModulesDataDir() string { return filepath.Join(l.Root, "data", "modules") }
+
+// Socket is the module's hub socket on the host.
+func (l Layout) Socket(name string) string { return filepath.Join(l.SocketsDir(), name+".sock") }
+
+// Bundle holds the module's rootfs and merged config while it runs.
+func (l Layout) Bundle(name string) string { return filepath.Join(l.BundlesDir(), name) }
+
+// Data is the module's own read-write directory, kept across restarts.
+func (l Layout) Data(name string) string { return filepath.Join(l.ModulesDataDir(), name) }
+
+// Log is the module's captured stdout and stderr.
+func (l Layout) Log(name string) string { return filepath.Join(l.LogsDir(), name+".log") }
+
+// CgroupParent is the cgroup every module's cgroup lives under, relative to
+// each hierarchy's root.
+const CgroupParent = "/blvm-sandbox"
+
+// CgroupPath is the module's cgroup, relative to each hierarchy's root.
+func CgroupPath(name string) string { return CgroupParent + "/" + name }
+
+// ContainerID is libcontainer's id for the module's container.
+func ContainerID(name string) string { return "blvm-" + name }
+
+func checkName(name string) error {
+	if !manifest.ValidModuleName(name) {
+		return fmt.Errorf("module name %q: not a valid module name", name)
+	}
+	return nil
+}
+
+// prepare creates the runtime's directories. Every directory on the way to a
+// bundle must be searchable by the modules' mapped uids (o+x), or rootfs
+// preparation fails inside the user namespace with EACCES; nothing is
+// readable by them.
+func (l Layout) prepare() error {
+	if err := os.MkdirAll(l.Root, 0o711); err != nil {
+		return err
+	}
+	if err := os.Chmod(l.Root, 0o711); err != nil {
+		return err
+	}
+	for _, d := range []struct {
+		path string
+		mode os.FileMode
+	}{
+		{l.StateDir(), 0o700}, {l.ContainersDir(), 0o700}, {l.SocketsDir(), 0o711},
+		{l.BundlesDir(), 0o711}, {l.LogsDir(), 0o700}, {filepath.Join(l.Root, "data"), 0o711},
+		{l.ModulesDataDir(), 0o711},
+	} {
+		if err := os.MkdirAll(d.path, d.mode); err != nil {
+			return err
+		}
+		if err := os.Chmod(d.path, d.mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}

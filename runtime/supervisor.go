@@ -1,0 +1,489 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/blvm/blvm-sandbox/policy"
+)
+
+// Module is what the supervisor runs: a compiled policy, the verified
+// store entry it names, and the merged config.
+type Module struct {
+	Policy *policy.Policy
+	Binary string // verified store entry (store/sha256/<hex>)
+	Config []byte // the merged config, mounted read-only
+	// Serve is handed the module's hub socket once, at load; the hub serves
+	// it until the supervisor closes it at unload. Identity is the socket.
+	Serve func(ln net.Listener)
+	// Output receives a copy of the module's stdout and stderr besides the
+	// log file (the run command's terminal). Optional.
+	Stdout, Stderr io.Writer
+}
+
+// RestartPolicy says what happens when a module exits on its own.
+type RestartPolicy struct {
+	// Never restarts: the module stays exited (the run command).
+	Never bool
+	// Delay before the first restart, doubled after each crash up to MaxDelay.
+	Delay, MaxDelay time.Duration
+	// MaxCrashes in Window mark the module failed; it is not restarted.
+	MaxCrashes int
+	Window     time.Duration
+}
+
+// DefaultRestart is the restart policy when none is set.
+var DefaultRestart = RestartPolicy{Delay: 500 * time.Millisecond, MaxDelay: 30 * time.Second, MaxCrashes: 5, Window: 5 * time.Minute}
+
+// Options configure a Supervisor. Zero values give the defaults.
+type Options struct {
+	Root   string // runtime root; see Layout
+	Shim   string // the static Landlock shim binary
+	Host   policy.Host
+	Grace  time.Duration // between SIGTERM and SIGKILL at stop (5 s)
+	Ready  time.Duration // deadline for a started module's first frame (10 s)
+	Restart RestartPolicy
+	LogMaxBytes int64 // per log file before rotation (8 MiB)
+	LogKeep     int   // rotated files kept (2)
+	Logger      *slog.Logger
+	// OnEvent is called for every state change, in order per module. It
+	// must not block for long.
+	OnEvent func(Event)
+}
+
+// State is where a module is in its lifecycle.
+type State string
+
+const (
+	Starting   State = "starting"
+	Running    State = "running"
+	Restarting State = "restarting" // waiting out the backoff after a crash
+	Stopping   State = "stopping"
+	Stopped    State = "stopped" // stopped by the operator, or exited cleanly
+	Failed     State = "failed"  // crashed too often; not restarted
+)
+
+// Event is one state change of one module.
+type Event struct {
+	Module   string
+	State    State
+	Time     time.Time
+	Restarts int
+	Exit     *ExitReason // set when the change follows an exit
+}
+
+// Status is a module's state as the operator sees it.
+type Status struct {
+	Name      string      `json:"name"`
+	Version   string      `json:"version"`
+	State     State       `json:"state"`
+	Since     time.Time   `json:"since"`
+	StartedAt time.Time   `json:"started_at,omitzero"`
+	Restarts  int         `json:"restarts"`
+	LastExit  *ExitReason `json:"last_exit,omitempty"`
+}
+
+// Supervisor runs modules in containers and keeps them running.
+type Supervisor struct {
+	opts   Options
+	layout Layout
+	stats  statsReader
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	modules map[string]*supervised
+}
+
+// supervised is one loaded module and its supervision loop.
+type supervised struct {
+	mod     Module
+	ids     IDRange
+	ln      *readyListener
+	logFile *logFile
+	stop    chan struct{} // closed to ask the loop to stop
+	done    chan struct{} // closed when the loop has cleaned up
+
+	mu       sync.Mutex
+	status   Status
+	inst     *instance
+	crashes  []time.Time
+	finalErr error
+}
+
+// NewSupervisor prepares the root and cleans up whatever a runtime that died
+// left behind (containers, cgroups, sockets, bundles), before anything runs.
+func NewSupervisor(opts Options) (*Supervisor, error) {
+	if opts.Root == "" || opts.Shim == "" {
+		return nil, errors.New("supervisor: root and shim are required")
+	}
+	if opts.Grace <= 0 {
+		opts.Grace = 5 * time.Second
+	}
+	if opts.Ready <= 0 {
+		opts.Ready = 10 * time.Second
+	}
+	if opts.Restart == (RestartPolicy{}) {
+		opts.Restart = DefaultRestart
+	}
+	if opts.LogMaxBytes <= 0 {
+		opts.LogMaxBytes = 8 << 20
+	}
+	if opts.LogKeep <= 0 {
+		opts.LogKeep = 2
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Supervisor{
+		opts: opts, layout: Layout{Root: opts.Root}, stats: statsReader{version: opts.Host.CgroupVersion},
+		log: opts.Logger, modules: map[string]*supervised{},
+	}
+	if err := s.layout.prepare(); err != nil {
+		return nil, fmt.Errorf("supervisor: %w", err)
+	}
+	if err := s.layout.Recover(s.opts.Host); err != nil {
+		return nil, fmt.Errorf("supervisor: recover: %w", err)
+	}
+	return s, nil
+}
+
+// Start loads a module and starts it, returning once it is running (its
+// first frame reached the socket) or its first start failed. After that it
+// is supervised until Stop.
+func (s *Supervisor) Start(ctx context.Context, m Module) error {
+	name := m.Policy.Module.Name
+	if err := checkName(name); err != nil {
+		return err
+	}
+	if m.Serve == nil {
+		return fmt.Errorf("start %s: no hub to serve its socket", name)
+	}
+	s.mu.Lock()
+	if _, ok := s.modules[name]; ok {
+		s.mu.Unlock()
+		return fmt.Errorf("start %s: already loaded", name)
+	}
+	sv := &supervised{mod: m, stop: make(chan struct{}), done: make(chan struct{})}
+	sv.status = Status{Name: name, Version: m.Policy.Module.Version, State: Starting, Since: time.Now()}
+	s.modules[name] = sv
+	s.mu.Unlock()
+
+	if err := s.load(sv); err != nil {
+		s.forget(name)
+		return fmt.Errorf("start %s: %w", name, err)
+	}
+	first := make(chan error, 1)
+	go s.loop(sv, first)
+	select {
+	case err := <-first:
+		if err != nil {
+			<-sv.done
+			s.forget(name)
+			return fmt.Errorf("start %s: %w", name, err)
+		}
+		return nil
+	case <-ctx.Done():
+		s.Stop(context.Background(), name)
+		return ctx.Err()
+	}
+}
+
+// load prepares what lives as long as the module is loaded: its uid range,
+// data dir, log file and socket.
+func (s *Supervisor) load(sv *supervised) error {
+	name := sv.mod.Policy.Module.Name
+	ids, err := s.layout.allocateIDs(name)
+	if err != nil {
+		return err
+	}
+	sv.ids = ids
+	data := s.layout.Data(name)
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	// Owned by the module's uid alone: no other module's uid can enter it.
+	if err := os.Chown(data, ids.HostUID(), ids.HostUID()); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	if err := os.Chmod(data, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	lf, err := openLogFile(s.layout.Log(name), s.opts.LogMaxBytes, s.opts.LogKeep)
+	if err != nil {
+		return err
+	}
+	ln, err := listenSocket(s.layout.Socket(name), ids.HostUID())
+	if err != nil {
+		lf.Close()
+		return err
+	}
+	sv.logFile, sv.ln = lf, newReadyListener(ln)
+	sv.mod.Serve(sv.ln)
+	return nil
+}
+
+// loop starts the module, waits for it to end, and restarts it under the
+// restart policy until asked to stop or it fails for good.
+func (s *Supervisor) loop(sv *supervised, first chan<- error) {
+	defer close(sv.done)
+	name := sv.mod.Policy.Module.Name
+	delay := s.opts.Restart.Delay
+	for attempt := 0; ; attempt++ {
+		inst, err := s.startOnce(sv)
+		if attempt == 0 {
+			first <- err
+			if err != nil {
+				s.unload(sv)
+				return
+			}
+		}
+		var exit ExitReason
+		if err != nil {
+			exit = ExitReason{Code: -1, Err: err.Error()}
+		} else {
+			select {
+			case <-sv.stop:
+				s.setState(sv, Stopping, nil)
+				if err := inst.stop(s.opts.Grace); err != nil {
+					s.log.Error("stop", "module", name, "err", err)
+				}
+				exit = inst.exit
+				s.unload(sv)
+				s.setState(sv, Stopped, &exit)
+				return
+			case <-inst.done:
+				exit = inst.exit
+				if err := inst.destroy(); err != nil {
+					s.log.Error("destroy after exit", "module", name, "err", err)
+				}
+			}
+		}
+		s.log.Warn("module exited", "module", name, "reason", exit.String())
+		if exit.Clean() || s.opts.Restart.Never {
+			s.unload(sv)
+			s.setState(sv, Stopped, &exit)
+			return
+		}
+		if s.crashedTooOften(sv) {
+			s.unload(sv)
+			s.setState(sv, Failed, &exit)
+			return
+		}
+		s.setState(sv, Restarting, &exit)
+		select {
+		case <-sv.stop:
+			s.unload(sv)
+			s.setState(sv, Stopped, &exit)
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, s.opts.Restart.MaxDelay)
+		sv.mu.Lock()
+		sv.status.Restarts++
+		sv.mu.Unlock()
+	}
+}
+
+// startOnce makes a fresh bundle and container and waits for the module's
+// first frame.
+func (s *Supervisor) startOnce(sv *supervised) (*instance, error) {
+	s.setState(sv, Starting, nil)
+	p := sv.mod.Policy
+	b, err := s.layout.makeBundle(p, sv.mod.Config)
+	if err != nil {
+		return nil, err
+	}
+	ready := sv.ln.reset()
+	inst, err := s.layout.launch(launchSpec{
+		policy: p, binary: sv.mod.Binary, shim: s.opts.Shim, ids: sv.ids, bundle: b,
+		socket: s.layout.Socket(p.Module.Name), data: s.layout.Data(p.Module.Name),
+		stdout: tee(sv.logFile, sv.mod.Stdout), stderr: tee(sv.logFile, sv.mod.Stderr),
+	}, s.stats)
+	if err != nil {
+		b.remove()
+		return nil, err
+	}
+	sv.mu.Lock()
+	sv.inst = inst
+	sv.mu.Unlock()
+	select {
+	case <-ready:
+		sv.mu.Lock()
+		sv.status.StartedAt = inst.started
+		sv.mu.Unlock()
+		s.setState(sv, Running, nil)
+		return inst, nil
+	case <-inst.done:
+		// Ended before it ever spoke: report how it ended.
+		inst.destroy()
+		return nil, fmt.Errorf("exited before its first frame: %s", inst.exit)
+	case <-time.After(s.opts.Ready):
+	case <-sv.stop:
+	}
+	inst.stop(s.opts.Grace)
+	return nil, fmt.Errorf("no frame on its socket within %s", s.opts.Ready)
+}
+
+// crashedTooOften records a crash and reports whether the window is full.
+func (s *Supervisor) crashedTooOften(sv *supervised) bool {
+	now := time.Now()
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	kept := sv.crashes[:0]
+	for _, t := range sv.crashes {
+		if now.Sub(t) < s.opts.Restart.Window {
+			kept = append(kept, t)
+		}
+	}
+	sv.crashes = append(kept, now)
+	return len(sv.crashes) >= s.opts.Restart.MaxCrashes
+}
+
+// unload closes the socket and removes what the module's runs left on
+// disk, except its data dir and log.
+func (s *Supervisor) unload(sv *supervised) {
+	name := sv.mod.Policy.Module.Name
+	sv.ln.Close()
+	os.Remove(s.layout.Socket(name))
+	os.RemoveAll(s.layout.Bundle(name))
+	s.layout.removeCgroupParent(s.opts.Host)
+	sv.logFile.Close()
+}
+
+func (s *Supervisor) setState(sv *supervised, st State, exit *ExitReason) {
+	sv.mu.Lock()
+	sv.status.State, sv.status.Since = st, time.Now()
+	if exit != nil {
+		e := *exit
+		sv.status.LastExit = &e
+	}
+	ev := Event{Module: sv.status.Name, State: st, Time: sv.status.Since, Restarts: sv.status.Restarts, Exit: sv.status.LastExit}
+	if exit == nil {
+		ev.Exit = nil
+	}
+	sv.mu.Unlock()
+	if s.opts.OnEvent != nil {
+		s.opts.OnEvent(ev)
+	}
+}
+
+// Stop stops a module and unloads it: SIGTERM, the grace period, SIGKILL to
+// the whole container, Destroy, and removal of its socket, bundle and
+// cgroups. Its data dir stays.
+func (s *Supervisor) Stop(ctx context.Context, name string) error {
+	s.mu.Lock()
+	sv, ok := s.modules[name]
+	s.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("stop %s: not loaded", name)
+	}
+	sv.mu.Lock()
+	select {
+	case <-sv.stop:
+	default:
+		close(sv.stop)
+	}
+	sv.mu.Unlock()
+	select {
+	case <-sv.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	s.forget(name)
+	return nil
+}
+
+func (s *Supervisor) forget(name string) {
+	s.mu.Lock()
+	delete(s.modules, name)
+	s.mu.Unlock()
+}
+
+// Wait blocks until the module's supervision ends (it stopped, exited
+// under RestartPolicy.Never, or failed) and returns its last exit.
+func (s *Supervisor) Wait(ctx context.Context, name string) (ExitReason, error) {
+	s.mu.Lock()
+	sv, ok := s.modules[name]
+	s.mu.Unlock()
+	if !ok {
+		return ExitReason{}, fmt.Errorf("wait %s: not loaded", name)
+	}
+	select {
+	case <-sv.done:
+	case <-ctx.Done():
+		return ExitReason{}, ctx.Err()
+	}
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	if sv.status.LastExit == nil {
+		return ExitReason{}, fmt.Errorf("wait %s: no exit recorded", name)
+	}
+	return *sv.status.LastExit, nil
+}
+
+// Status returns a module's status, if it is loaded.
+func (s *Supervisor) Status(name string) (Status, bool) {
+	s.mu.Lock()
+	sv, ok := s.modules[name]
+	s.mu.Unlock()
+	if !ok {
+		return Status{}, false
+	}
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	return sv.status, true
+}
+
+// List returns the names of the loaded modules.
+func (s *Supervisor) List() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	names := make([]string, 0, len(s.modules))
+	for n := range s.modules {
+		names = append(names, n)
+	}
+	return names
+}
+
+// Stats reads the module's cgroup figures while it runs.
+func (s *Supervisor) Stats(name string) (Stats, error) {
+	s.mu.Lock()
+	sv, ok := s.modules[name]
+	s.mu.Unlock()
+	if !ok {
+		return Stats{}, fmt.Errorf("stats %s: not loaded", name)
+	}
+	sv.mu.Lock()
+	running := sv.inst != nil && sv.status.State == Running
+	sv.mu.Unlock()
+	if !running {
+		return Stats{}, fmt.Errorf("stats %s: not running", name)
+	}
+	return s.stats.read(CgroupPath(name))
+}
+
+// Close stops every module.
+func (s *Supervisor) Close(ctx context.Context) error {
+	var errs []error
+	for _, n := range s.List() {
+		if err := s.Stop(ctx, n); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// tee writes to the log and, when set, to a second writer.
+func tee(log io.Writer, extra io.Writer) io.Writer {
+	if extra == nil {
+		return log
+	}
+	return io.MultiWriter(log, extra)
+}
