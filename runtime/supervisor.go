@@ -44,12 +44,12 @@ var DefaultRestart = RestartPolicy{Delay: 500 * time.Millisecond, MaxDelay: 30 *
 
 // Options configure a Supervisor. Zero values give the defaults.
 type Options struct {
-	Root   string // runtime root; see Layout
-	Shim   string // the static Landlock shim binary
-	Host   policy.Host
-	Grace  time.Duration // between SIGTERM and SIGKILL at stop (5 s)
-	Ready  time.Duration // deadline for a started module's first frame (10 s)
-	Restart RestartPolicy
+	Root        string // runtime root; see Layout
+	Shim        string // the static Landlock shim binary
+	Host        policy.Host
+	Grace       time.Duration // between SIGTERM and SIGKILL at stop (5 s)
+	Ready       time.Duration // deadline for a started module's first frame (10 s)
+	Restart     RestartPolicy
 	LogMaxBytes int64 // per log file before rotation (8 MiB)
 	LogKeep     int   // rotated files kept (2)
 	Logger      *slog.Logger

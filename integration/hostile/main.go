@@ -138,18 +138,20 @@ func cstr(s string) uintptr {
 
 var attacks = map[string]func(*result, string){
 	// Filesystem.
-	"read-host":       func(r *result, p string) { open(r, p, unix.O_RDONLY) },
-	"write-rootfs":    func(r *result, _ string) { open(r, "/blvm-escape", unix.O_WRONLY|unix.O_CREAT) },
-	"write-module":    func(r *result, _ string) { open(r, "/module/hostile", unix.O_WRONLY) },
-	"write-config":    func(r *result, _ string) { open(r, "/etc/module/config.toml", unix.O_WRONLY) },
-	"write-dev":       func(r *result, _ string) { open(r, "/dev/blvm-escape", unix.O_WRONLY|unix.O_CREAT) },
-	"write-data":      func(r *result, _ string) { open(r, "/data/allowed", unix.O_WRONLY|unix.O_CREAT) },
-	"exec-tmp":        execTmp,
-	"proc-root":       func(r *result, p string) { open(r, "/proc/1/root"+p, unix.O_RDONLY) },
-	"proc-self-exe":   func(r *result, _ string) { open(r, "/proc/self/exe", unix.O_WRONLY) },
-	"proc-fd-cwd":     procFdCwd,
-	"sys-cgroup":      func(r *result, _ string) { open(r, "/sys/fs/cgroup/pids/pids.max", unix.O_WRONLY) },
-	"mknod":           func(r *result, _ string) { raw(r, unix.SYS_MKNODAT, ^uintptr(99), cstr("/tmp/mem"), unix.S_IFCHR|0o600, 1<<8|1) },
+	"read-host":     func(r *result, p string) { open(r, p, unix.O_RDONLY) },
+	"write-rootfs":  func(r *result, _ string) { open(r, "/blvm-escape", unix.O_WRONLY|unix.O_CREAT) },
+	"write-module":  func(r *result, _ string) { open(r, "/module/hostile", unix.O_WRONLY) },
+	"write-config":  func(r *result, _ string) { open(r, "/etc/module/config.toml", unix.O_WRONLY) },
+	"write-dev":     func(r *result, _ string) { open(r, "/dev/blvm-escape", unix.O_WRONLY|unix.O_CREAT) },
+	"write-data":    func(r *result, _ string) { open(r, "/data/allowed", unix.O_WRONLY|unix.O_CREAT) },
+	"exec-tmp":      execTmp,
+	"proc-root":     func(r *result, p string) { open(r, "/proc/1/root"+p, unix.O_RDONLY) },
+	"proc-self-exe": func(r *result, _ string) { open(r, "/proc/self/exe", unix.O_WRONLY) },
+	"proc-fd-cwd":   procFdCwd,
+	"sys-cgroup":    func(r *result, _ string) { open(r, "/sys/fs/cgroup/pids/pids.max", unix.O_WRONLY) },
+	"mknod": func(r *result, _ string) {
+		raw(r, unix.SYS_MKNODAT, ^uintptr(99), cstr("/tmp/mem"), unix.S_IFCHR|0o600, 1<<8|1)
+	},
 	"list-fds":        listFds,
 	"env":             env,
 	"proc-status":     procStatus,
@@ -179,12 +181,14 @@ var attacks = map[string]func(*result, string){
 	"chroot":           func(r *result, _ string) { raw(r, unix.SYS_CHROOT, cstr("/tmp")) },
 	"kexec_load":       func(r *result, _ string) { raw(r, unix.SYS_KEXEC_LOAD) },
 	"init_module":      func(r *result, _ string) { raw(r, unix.SYS_INIT_MODULE) },
-	"reboot":           func(r *result, _ string) { raw(r, unix.SYS_REBOOT, unix.LINUX_REBOOT_MAGIC1, unix.LINUX_REBOOT_MAGIC2, unix.LINUX_REBOOT_CMD_CAD_OFF) },
-	"swapon":           func(r *result, _ string) { raw(r, unix.SYS_SWAPON, cstr("/tmp/swap")) },
-	"clone-newuser":    func(r *result, _ string) { raw(r, unix.SYS_CLONE, unix.CLONE_NEWUSER|uintptr(unix.SIGCHLD)) },
-	"clone-newnet":     func(r *result, _ string) { raw(r, unix.SYS_CLONE, unix.CLONE_NEWNET|uintptr(unix.SIGCHLD)) },
-	"tiocsti":          func(r *result, _ string) { raw(r, unix.SYS_IOCTL, 0, unix.TIOCSTI, cstr("x")) },
-	"x32":              func(r *result, _ string) { raw(r, unix.SYS_GETPID|0x40000000) },
+	"reboot": func(r *result, _ string) {
+		raw(r, unix.SYS_REBOOT, unix.LINUX_REBOOT_MAGIC1, unix.LINUX_REBOOT_MAGIC2, unix.LINUX_REBOOT_CMD_CAD_OFF)
+	},
+	"swapon":        func(r *result, _ string) { raw(r, unix.SYS_SWAPON, cstr("/tmp/swap")) },
+	"clone-newuser": func(r *result, _ string) { raw(r, unix.SYS_CLONE, unix.CLONE_NEWUSER|uintptr(unix.SIGCHLD)) },
+	"clone-newnet":  func(r *result, _ string) { raw(r, unix.SYS_CLONE, unix.CLONE_NEWNET|uintptr(unix.SIGCHLD)) },
+	"tiocsti":       func(r *result, _ string) { raw(r, unix.SYS_IOCTL, 0, unix.TIOCSTI, cstr("x")) },
+	"x32":           func(r *result, _ string) { raw(r, unix.SYS_GETPID|0x40000000) },
 	// Resources.
 	"fork-bomb": forkBomb,
 	"mem-bomb":  memBomb,
