@@ -86,6 +86,7 @@ type Status struct {
 	State     State       `json:"state"`
 	Since     time.Time   `json:"since"`
 	StartedAt time.Time   `json:"started_at,omitzero"`
+	Pid       int         `json:"pid,omitempty"` // the module's host pid while running
 	Restarts  int         `json:"restarts"`
 	LastExit  *ExitReason `json:"last_exit,omitempty"`
 }
@@ -317,6 +318,7 @@ func (s *Supervisor) startOnce(sv *supervised) (*instance, error) {
 	case <-ready:
 		sv.mu.Lock()
 		sv.status.StartedAt = inst.started
+		sv.status.Pid, _ = inst.process.Pid()
 		sv.mu.Unlock()
 		s.setState(sv, Running, nil)
 		return inst, nil
@@ -360,6 +362,9 @@ func (s *Supervisor) unload(sv *supervised) {
 func (s *Supervisor) setState(sv *supervised, st State, exit *ExitReason) {
 	sv.mu.Lock()
 	sv.status.State, sv.status.Since = st, time.Now()
+	if st != Running {
+		sv.status.Pid = 0
+	}
 	if exit != nil {
 		e := *exit
 		sv.status.LastExit = &e
