@@ -107,7 +107,7 @@ func newSandbox(t *testing.T, restart runtime.RestartPolicy) *sandbox {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		if err := sup.Close(ctx); err != nil {
+		if err := s.sup.Close(ctx); err != nil {
 			t.Errorf("close supervisor: %v", err)
 		}
 		orphans, err := runtime.Layout{Root: root}.Orphans()
@@ -121,24 +121,31 @@ func newSandbox(t *testing.T, restart runtime.RestartPolicy) *sandbox {
 
 func (s *sandbox) compile(name string) *policy.Policy {
 	s.t.Helper()
-	m, err := manifest.ParseBytes("module.toml", []byte(fmt.Sprintf(hostileManifest, name)))
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	cat, err := capabilities.Default()
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	set, err := cat.Resolve(m, s.cfg)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	p, err := policy.Compile(m, set, s.cfg, s.host)
+	p, err := s.compileErr(name)
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	return p
 }
+
+// compileErr compiles the hostile module's manifest under the name given.
+func (s *sandbox) compileErr(name string) (*policy.Policy, error) {
+	m, err := manifest.ParseBytes("module.toml", []byte(fmt.Sprintf(hostileManifest, name)))
+	if err != nil {
+		return nil, err
+	}
+	cat, err := capabilities.Default()
+	if err != nil {
+		return nil, err
+	}
+	set, err := cat.Resolve(m, s.cfg)
+	if err != nil {
+		return nil, err
+	}
+	return policy.Compile(m, set, s.cfg, s.host)
+}
+
+func nodeDefault() *nodeconfig.Config { return nodeconfig.Default() }
 
 // drainHub stands in for the hub: it accepts and reads until closed.
 func drainHub(ln net.Listener) {

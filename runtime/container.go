@@ -54,7 +54,7 @@ func (l Layout) launch(ls launchSpec, stats statsReader) (*instance, error) {
 		Config:     ls.bundle.config,
 		Socket:     ls.socket,
 		Data:       ls.data,
-		CgroupPath: CgroupPath(name),
+		CgroupPath: l.CgroupPath(name),
 		UIDBase:    ls.ids.Base,
 		GIDBase:    ls.ids.Base,
 		IDCount:    ls.ids.Count,
@@ -85,7 +85,7 @@ func (l Layout) launch(ls launchSpec, stats statsReader) (*instance, error) {
 		return nil, errors.Join(fmt.Errorf("start container: %w", err), destroyErr)
 	}
 	inst := &instance{
-		name: name, container: c, process: p, cgroup: CgroupPath(name), stats: stats,
+		name: name, container: c, process: p, cgroup: l.CgroupPath(name), stats: stats,
 		started: time.Now(), done: make(chan struct{}),
 	}
 	go inst.reap()

@@ -1,6 +1,8 @@
 package runtime
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -37,12 +39,21 @@ func (l Layout) Data(name string) string { return filepath.Join(l.ModulesDataDir
 // Log is the module's captured stdout and stderr.
 func (l Layout) Log(name string) string { return filepath.Join(l.LogsDir(), name+".log") }
 
-// CgroupParent is the cgroup every module's cgroup lives under, relative to
-// each hierarchy's root.
-const CgroupParent = "/blvm-sandbox"
+// CgroupParent is the cgroup this root's modules live under, relative to
+// each hierarchy's root. It is named after the root, so that two runtimes
+// (a daemon and a `run`, or parallel tests) never recover each other's
+// modules as orphans.
+func (l Layout) CgroupParent() string {
+	abs, err := filepath.Abs(l.Root)
+	if err != nil {
+		abs = l.Root
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return "/blvm-sandbox-" + hex.EncodeToString(sum[:4])
+}
 
 // CgroupPath is the module's cgroup, relative to each hierarchy's root.
-func CgroupPath(name string) string { return CgroupParent + "/" + name }
+func (l Layout) CgroupPath(name string) string { return l.CgroupParent() + "/" + name }
 
 // ContainerID is libcontainer's id for the module's container.
 func ContainerID(name string) string { return "blvm-" + name }

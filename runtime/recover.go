@@ -33,7 +33,7 @@ func (l Layout) Recover(host policy.Host) error {
 			errs = append(errs, err)
 		}
 	}
-	if err := killCgroupTree(CgroupParent); err != nil {
+	if err := killCgroupTree(l.CgroupParent()); err != nil {
 		errs = append(errs, err)
 	}
 	for _, dir := range []string{l.SocketsDir(), l.BundlesDir()} {
@@ -158,7 +158,7 @@ func (l Layout) removeCgroupParent(policy.Host) {
 		return
 	}
 	for _, mnt := range mounts {
-		unix.Rmdir(filepath.Join(mnt, CgroupParent))
+		unix.Rmdir(filepath.Join(mnt, l.CgroupParent()))
 	}
 }
 
@@ -181,7 +181,7 @@ func (l Layout) Orphans() ([]string, error) {
 		return nil, err
 	}
 	for _, mnt := range mounts {
-		p := filepath.Join(mnt, CgroupParent)
+		p := filepath.Join(mnt, l.CgroupParent())
 		if _, err := os.Stat(p); err == nil {
 			out = append(out, p)
 		}

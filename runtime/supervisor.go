@@ -471,7 +471,7 @@ func (s *Supervisor) Stats(name string) (Stats, error) {
 	if !running {
 		return Stats{}, fmt.Errorf("stats %s: not running", name)
 	}
-	return s.stats.read(CgroupPath(name))
+	return s.stats.read(s.layout.CgroupPath(name))
 }
 
 // Close stops every module.

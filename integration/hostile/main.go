@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -195,8 +196,14 @@ var attacks = map[string]func(*result, string){
 	"cpu-hog":   cpuHog,
 	"fd-bomb":   fdBomb,
 	"fill-tmp":  fillTmp,
-	"sleep":     func(r *result, d string) { t, _ := time.ParseDuration(d); time.Sleep(t); r.Errno = "ok" },
-	"exit":      func(r *result, code string) { n, _ := strconv.Atoi(code); os.Exit(n) },
+	"ignore-term": func(r *result, d string) {
+		signal.Ignore(unix.SIGTERM)
+		t, _ := time.ParseDuration(d)
+		time.Sleep(t)
+		r.Errno = "ok"
+	},
+	"sleep": func(r *result, d string) { t, _ := time.ParseDuration(d); time.Sleep(t); r.Errno = "ok" },
+	"exit":  func(r *result, code string) { n, _ := strconv.Atoi(code); os.Exit(n) },
 }
 
 // execTmp writes a copy of itself to /tmp (noexec) and tries to run it.
