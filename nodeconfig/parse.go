@@ -176,6 +176,7 @@ func decodeModule(d *tomlfile.Decoder, name string, raw map[string]toml.Primitiv
 			var v any
 			if d.Decode(field, raw[key], &v) {
 				m.Config[key] = v
+				d.Opaque(field)
 			}
 			continue
 		}

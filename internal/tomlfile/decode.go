@@ -41,6 +41,7 @@ type Decoder struct {
 
 	failed   []string // keys whose decoding failed; their leftovers are not "unknown"
 	reported []string // keys already reported unknown; their children are not
+	opaque   []string // keys decoded whole into an untyped value; their children are known
 }
 
 // Open decodes data into a map of primitives, one per top-level key. A
@@ -150,6 +151,10 @@ func (d *Decoder) Failed(key string) bool {
 	return false
 }
 
+// Opaque marks key as decoded whole (into an untyped value, such as a
+// module's own configuration): nothing under it is unknown.
+func (d *Decoder) Opaque(key string) { d.opaque = append(d.opaque, key) }
+
 // Undecoded reports every key the decoder did not use. known returns the
 // keys allowed under a parent key (given without array indices), for the
 // "did you mean" suggestion. Only the outermost unknown key of a subtree is
@@ -157,7 +162,7 @@ func (d *Decoder) Failed(key string) bool {
 func (d *Decoder) Undecoded(known func(parent toml.Key) []string) {
 	for _, k := range d.MD.Undecoded() {
 		key := k.String()
-		if underAny(key, d.reported) || underAny(key, d.failed) {
+		if underAny(key, d.reported) || underAny(key, d.failed) || underAny(key, d.opaque) {
 			continue
 		}
 		d.Unknown(key, known(k[:len(k)-1]))
