@@ -149,7 +149,7 @@ func TestRootStopCleansUp(t *testing.T) {
 			}
 		}
 		start := time.Now()
-		if err := s.sup.Stop(context.Background(), name); err != nil {
+		if _, err := s.sup.Stop(context.Background(), name); err != nil {
 			t.Fatal(err)
 		}
 		if d := time.Since(start); d < c.min || d > c.max {

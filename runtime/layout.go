@@ -76,6 +76,9 @@ func (l Layout) prepare() error {
 	if err := os.Chmod(l.Root, 0o711); err != nil {
 		return err
 	}
+	if err := searchable(l.Root); err != nil {
+		return err
+	}
 	for _, d := range []struct {
 		path string
 		mode os.FileMode
@@ -92,4 +95,25 @@ func (l Layout) prepare() error {
 		}
 	}
 	return nil
+}
+
+// searchable checks that every directory above dir lets others search it:
+// the modules' mapped uids must reach their bundles, sockets and data.
+func searchable(dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	for d := filepath.Dir(abs); ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err != nil {
+			return err
+		}
+		if st.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("runtime root %s: %s is mode %04o; the modules' uids must be able to search it (chmod o+x)", abs, d, st.Mode().Perm())
+		}
+		if d == "/" {
+			return nil
+		}
+	}
 }

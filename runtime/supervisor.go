@@ -381,13 +381,13 @@ func (s *Supervisor) setState(sv *supervised, st State, exit *ExitReason) {
 
 // Stop stops a module and unloads it: SIGTERM, the grace period, SIGKILL to
 // the whole container, Destroy, and removal of its socket, bundle and
-// cgroups. Its data dir stays.
-func (s *Supervisor) Stop(ctx context.Context, name string) error {
+// cgroups. Its data dir stays. It returns how the module's last run ended.
+func (s *Supervisor) Stop(ctx context.Context, name string) (ExitReason, error) {
 	s.mu.Lock()
 	sv, ok := s.modules[name]
 	s.mu.Unlock()
 	if !ok {
-		return fmt.Errorf("stop %s: not loaded", name)
+		return ExitReason{}, fmt.Errorf("stop %s: not loaded", name)
 	}
 	sv.mu.Lock()
 	select {
@@ -399,10 +399,15 @@ func (s *Supervisor) Stop(ctx context.Context, name string) error {
 	select {
 	case <-sv.done:
 	case <-ctx.Done():
-		return ctx.Err()
+		return ExitReason{}, ctx.Err()
 	}
 	s.forget(name)
-	return nil
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	if sv.status.LastExit == nil {
+		return ExitReason{}, nil
+	}
+	return *sv.status.LastExit, nil
 }
 
 func (s *Supervisor) forget(name string) {
@@ -478,7 +483,7 @@ func (s *Supervisor) Stats(name string) (Stats, error) {
 func (s *Supervisor) Close(ctx context.Context) error {
 	var errs []error
 	for _, n := range s.List() {
-		if err := s.Stop(ctx, n); err != nil {
+		if _, err := s.Stop(ctx, n); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -22,7 +22,7 @@ const DefaultRoot = "/var/lib/blvm-sandbox"
 // entryMode is the mode of a sealed store entry: read-only for everyone.
 // The container's mapped uid must read (and exec) it through a read-only
 // bind mount; nobody may write it.
-const entryMode = 0o444
+const entryMode = 0o555 // read and execute for the modules' mapped uids; nobody writes
 
 // copyBuf is the copy buffer; large enough that syscalls are not the cost.
 const copyBuf = 1 << 20
@@ -30,7 +30,7 @@ const copyBuf = 1 << 20
 var hexRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 // Store is the sealed, content-addressed store of verified binaries:
-// Root/store/sha256/<hex>, each entry root-owned, mode 0444, named by the
+// Root/store/sha256/<hex>, each entry root-owned, mode 0555, named by the
 // SHA-256 of its bytes and written only after those bytes hashed to the
 // name. The container execs the entry, never the module's own file.
 type Store struct {
@@ -220,7 +220,7 @@ func ensureStoreDir(dir string) error {
 }
 
 // entrySound checks an existing entry without reading it: a regular file
-// (not a symlink), owned by us (root in production), mode 0444, the
+// (not a symlink), owned by us (root in production), mode 0555, the
 // manifest's size. os.ErrNotExist means there is no entry yet.
 func entrySound(path string, size int64) error {
 	var st unix.Stat_t

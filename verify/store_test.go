@@ -33,8 +33,8 @@ func TestSealWritesVerifiedEntry(t *testing.T) {
 		t.Error("entry bytes differ from the binary")
 	}
 	fi, _ := os.Lstat(path)
-	if fi.Mode() != 0o444 {
-		t.Errorf("entry mode %v, want -r--r--r--", fi.Mode())
+	if fi.Mode() != 0o555 {
+		t.Errorf("entry mode %v, want -r-xr-xr-x", fi.Mode())
 	}
 	if isRoot() {
 		if st := fi.Sys().(*syscall.Stat_t); st.Uid != 0 || st.Gid != 0 {
@@ -238,7 +238,7 @@ func TestTamperedStoreEntry(t *testing.T) {
 	if err := os.WriteFile(path, bytes.Repeat([]byte{'y'}, len(f.bin)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	os.Chmod(path, 0o444)
+	os.Chmod(path, 0o555)
 	if err := s.Check(hexd); err == nil || !strings.Contains(err.Error(), "tampered") {
 		t.Errorf("Check on changed bytes: %v", err)
 	}

@@ -10,6 +10,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/blvm/blvm-sandbox/runtime"
 )
 
 // Exit codes shared by every subcommand.
@@ -31,6 +33,11 @@ func (e *exitError) Unwrap() error { return e.err }
 func badInput(err error) error { return &exitError{code: exitBadInput, err: err} }
 func refused(err error) error  { return &exitError{code: exitRefused, err: err} }
 
+func init() {
+	// A container start re-executes this binary as the container's init.
+	runtime.Reexec()
+}
+
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -42,6 +49,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	err := root.Execute()
 	if err == nil {
 		return exitOK
+	}
+	var me moduleExit
+	if errors.As(err, &me) {
+		return me.code // the module's own status; its reason is already printed
 	}
 	fmt.Fprintln(stderr, err)
 	var ee *exitError
@@ -64,5 +75,6 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(newKeysCommand(stdout))
 	root.AddCommand(newSignCommand(stdout, stderr))
 	root.AddCommand(newVerifyCommand(stdout))
+	root.AddCommand(newRunCommand(stdout, stderr))
 	return root
 }

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/blvm/blvm-sandbox/loader"
+	"github.com/blvm/blvm-sandbox/nodeconfig"
+	"github.com/blvm/blvm-sandbox/runtime"
+	"github.com/blvm/blvm-sandbox/verify"
+)
+
+type runFlags struct {
+	nodeConfig     string
+	root           string
+	shim           string
+	timeout        time.Duration
+	allowDowngrade bool
+}
+
+func newRunCommand(stdout, stderr io.Writer) *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run --node-config FILE [--timeout DURATION] MODULE_DIR",
+		Short: "Verify a module and run it in its sandbox, in the foreground",
+		Long: `run verifies the module, compiles its policy and runs the verified binary
+in its container with stdout and stderr on this terminal. It exits with the
+module's exit code (128+signal if it was killed, 125 if it never started).
+Ctrl-C or --timeout stops the module and cleans up.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runModule(stdout, stderr, &f, args[0])
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.nodeConfig, "node-config", "", "operator node config (required)")
+	fl.StringVar(&f.root, "root", "", "runtime root (default: [sandbox] root)")
+	fl.StringVar(&f.shim, "shim", "", "the static Landlock shim (default: blvm-landlock-shim beside this binary)")
+	fl.DurationVar(&f.timeout, "timeout", 0, "stop the module after this long (0: no limit)")
+	fl.BoolVar(&f.allowDowngrade, "allow-downgrade", false, "accept a version below the recorded high-water mark")
+	return cmd
+}
+
+// moduleExit carries the module's own exit code out of the command.
+type moduleExit struct{ code int }
+
+func (e moduleExit) Error() string { return fmt.Sprintf("module exited with %d", e.code) }
+
+func runModule(stdout, stderr io.Writer, f *runFlags, dir string) error {
+	if f.nodeConfig == "" {
+		return badInput(errors.New("run: --node-config FILE is required: trust comes from the operator's pinned keys"))
+	}
+	cfg, err := nodeconfig.Parse(f.nodeConfig)
+	if err != nil {
+		return badInput(err)
+	}
+	root := cfg.Sandbox.Root
+	if f.root != "" {
+		root = f.root
+	}
+	shim, err := shimPath(f.shim)
+	if err != nil {
+		return badInput(err)
+	}
+	host, err := runtime.DetectHost("/sys/fs/cgroup")
+	if err != nil {
+		return fmt.Errorf("run: host: %w", err)
+	}
+	prep, err := loader.Prepare(dir, cfg, loader.Options{Root: root, Host: host, AllowDowngrade: f.allowDowngrade})
+	if err != nil {
+		return refused(fmt.Errorf("run: %w", err))
+	}
+	for _, w := range prep.Warnings {
+		fmt.Fprintln(stderr, "warning:", w)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	sup, err := runtime.NewSupervisor(runtime.Options{
+		Root: root, Shim: shim, Host: host, Restart: runtime.RestartPolicy{Never: true}, Logger: log,
+	})
+	if err != nil {
+		return fmt.Errorf("run: %w", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM)
+	defer stop()
+	if f.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, f.timeout)
+		defer cancel()
+	}
+	name := prep.Manifest.Name
+	err = sup.Start(ctx, runtime.Module{
+		Policy: prep.Policy, Binary: prep.Verified.StorePath, Config: prep.Config,
+		Serve: serveStandIn, Stdout: stdout, Stderr: stderr,
+	})
+	if err != nil {
+		return fmt.Errorf("run: %w", err)
+	}
+	if err := verify.RecordLoaded(root, name, prep.Manifest.Version); err != nil {
+		fmt.Fprintln(stderr, "warning: rollback mark not recorded:", err)
+	}
+	exit, err := sup.Wait(ctx, name)
+	if err != nil {
+		// Interrupted or timed out: stop it, clean up, report how it ended.
+		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		exit, err = sup.Stop(stopCtx, name)
+		if err != nil {
+			return fmt.Errorf("run: stop %s: %w", name, err)
+		}
+		fmt.Fprintf(stderr, "%s stopped (%v): %s\n", name, context.Cause(ctx), exit)
+		return moduleExit{code: exit.ShellCode()}
+	}
+	if !exit.Clean() {
+		fmt.Fprintf(stderr, "%s %s\n", name, exit)
+	}
+	sup.Stop(context.Background(), name)
+	return moduleExit{code: exit.ShellCode()}
+}
+
+// serveStandIn accepts the module's connections and reads what it sends,
+// answering nothing. It stands in for the hub until the run command serves
+// the real one.
+func serveStandIn(ln net.Listener) {
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				io.Copy(io.Discard, c)
+				c.Close()
+			}()
+		}
+	}()
+}
+
+// shimPath finds the static shim: the flag, or the file beside this binary.
+func shimPath(flag string) (string, error) {
+	p := flag
+	if p == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return "", err
+		}
+		p = filepath.Join(filepath.Dir(exe), "blvm-landlock-shim")
+	}
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("landlock shim: %w (build it with make build, or pass --shim)", err)
+	}
+	return p, nil
+}

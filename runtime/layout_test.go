@@ -1,0 +1,93 @@
+package runtime
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestPrepareRefusesUnsearchableParent(t *testing.T) {
+	base := t.TempDir()
+	locked := filepath.Join(base, "locked")
+	os.Mkdir(locked, 0o700)
+	err := Layout{Root: filepath.Join(locked, "root")}.prepare()
+	if err == nil || !strings.Contains(err.Error(), locked) || !strings.Contains(err.Error(), "o+x") {
+		t.Fatalf("prepare under a 0700 dir: %v, want an error naming %s", err, locked)
+	}
+	os.Chmod(locked, 0o711)
+	os.Chmod(base, 0o711)
+	if err := (Layout{Root: filepath.Join(locked, "root")}).prepare(); err != nil && !strings.Contains(err.Error(), filepath.Dir(base)) {
+		t.Fatalf("prepare with searchable parents: %v", err)
+	}
+}
+
+func TestCgroupParentPerRoot(t *testing.T) {
+	a, b := Layout{Root: "/var/lib/a"}, Layout{Root: "/var/lib/b"}
+	if a.CgroupParent() == b.CgroupParent() || !strings.HasPrefix(a.CgroupParent(), "/blvm-sandbox-") {
+		t.Fatalf("parents %s %s", a.CgroupParent(), b.CgroupParent())
+	}
+	if a.CgroupPath("m") != a.CgroupParent()+"/m" {
+		t.Fatal(a.CgroupPath("m"))
+	}
+}
+
+func TestLayoutRefusesBadNames(t *testing.T) {
+	l := Layout{Root: t.TempDir()}
+	for _, n := range []string{"../x", "a/b", "", "UP"} {
+		if _, err := l.allocateIDs(n); err == nil {
+			t.Errorf("allocateIDs(%q) accepted", n)
+		}
+	}
+}
+
+func TestIDRangesDistinctAndStable(t *testing.T) {
+	l := Layout{Root: t.TempDir()}
+	os.MkdirAll(l.StateDir(), 0o700)
+	a1, err := l.allocateIDs("alpha")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := l.allocateIDs("beta")
+	a2, _ := l.allocateIDs("alpha")
+	if a1 != a2 || a1.Base == b.Base || a1.Base < IDsBase || b.Base < a1.Base+a1.Count && b.Base+b.Count > a1.Base {
+		t.Fatalf("alpha %v then %v, beta %v", a1, a2, b)
+	}
+}
+
+func TestExitReasonShellCode(t *testing.T) {
+	for _, c := range []struct {
+		e    ExitReason
+		code int
+		text string
+	}{
+		{ExitReason{Code: 3}, 3, "exited with code 3"},
+		{ExitReason{Code: -1, Signal: 9, OOMKilled: true}, 137, "killed by SIGKILL (out of memory"},
+		{ExitReason{Code: -1, Err: "no frame"}, 125, "no frame"},
+	} {
+		if c.e.ShellCode() != c.code || !strings.HasPrefix(c.e.String(), c.text) {
+			t.Errorf("%+v: %d %q", c.e, c.e.ShellCode(), c.e.String())
+		}
+	}
+}
+
+func TestLogFileRotates(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "m.log")
+	l, err := openLogFile(p, 100, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		l.Write([]byte(strings.Repeat("x", 40) + "\n"))
+	}
+	l.Close()
+	for _, f := range []string{p, p + ".1", p + ".2"} {
+		st, err := os.Stat(f)
+		if err != nil || st.Size() > 100 {
+			t.Errorf("%s: %v %v", f, st, err)
+		}
+	}
+	if _, err := os.Stat(p + ".3"); err == nil {
+		t.Error("kept more than 2 rotated files")
+	}
+}
