@@ -12,6 +12,11 @@ import (
 // outpoint or proposal; the hub answers it as NOT_FOUND.
 var ErrNotFound = errors.New("not found")
 
+// ErrInvalid is what a Backend returns for a request it refuses as wrong (a
+// choice a proposal does not offer, a vote on a closed proposal); the hub
+// answers it as INVALID.
+var ErrInvalid = errors.New("invalid request")
+
 // Backend is the node's data as the hub needs it. A node that embeds the
 // runtime implements it; devchain is the embedded default. Every method must
 // be safe for concurrent use and honour ctx.
