@@ -83,3 +83,17 @@ func isFileMount(m policy.Mount) bool {
 }
 
 func (b *bundle) remove() error { return os.RemoveAll(b.dir) }
+
+// WriteBundle writes the module's bundle (empty rootfs with its mountpoints,
+// merged config) the way a start does, and returns the rootfs and config
+// paths. The benchmarks use it to give crun and runc the same bundle.
+func (l Layout) WriteBundle(p *policy.Policy, mergedConfig []byte) (rootfs, config string, err error) {
+	if err := l.prepare(); err != nil {
+		return "", "", err
+	}
+	b, err := l.makeBundle(p, mergedConfig)
+	if err != nil {
+		return "", "", err
+	}
+	return b.rootfs, b.config, nil
+}

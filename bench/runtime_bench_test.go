@@ -1,0 +1,415 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/blvm/blvm-sandbox/capabilities"
+	"github.com/blvm/blvm-sandbox/manifest"
+	"github.com/blvm/blvm-sandbox/nodeconfig"
+	"github.com/blvm/blvm-sandbox/policy"
+	"github.com/blvm/blvm-sandbox/runtime"
+)
+
+func init() {
+	// The benchmark binary is also the container init it starts.
+	runtime.Reexec()
+}
+
+// P1 and P2: a verified module in its full policy, from the call to its
+// first frame on the socket, against peers that start the same static
+// binary with the same mounts and wait for the same first frame.
+
+var built struct {
+	once               sync.Once
+	dir, shim, hostile string
+	err                error
+}
+
+func buildModule(b *testing.B) {
+	b.Helper()
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	built.once.Do(func() {
+		dir, err := os.MkdirTemp("", "blvm-bench-")
+		if err != nil {
+			built.err = err
+			return
+		}
+		os.Chmod(dir, 0o755)
+		built.dir = dir
+		for _, x := range []struct{ out, pkg string }{
+			{"blvm-landlock-shim", "github.com/blvm/blvm-sandbox/cmd/blvm-landlock-shim"},
+			{"hostile", "github.com/blvm/blvm-sandbox/integration/hostile"},
+		} {
+			cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", filepath.Join(dir, x.out), x.pkg)
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				built.err = fmt.Errorf("build %s: %v\n%s", x.pkg, err, out)
+				return
+			}
+		}
+		built.shim, built.hostile = filepath.Join(dir, "blvm-landlock-shim"), filepath.Join(dir, "hostile")
+	})
+	if built.err != nil {
+		b.Fatal(built.err)
+	}
+}
+
+func compileHostile(b *testing.B, name string, host policy.Host) *policy.Policy {
+	b.Helper()
+	m, err := manifest.ParseBytes("module.toml", []byte(fmt.Sprintf("name = %q\nversion = \"1.0.0\"\nentry_point = \"hostile\"\ncapabilities = [\"read_blockchain\"]\n", name)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cat, _ := capabilities.Default()
+	cfg := nodeconfig.Default()
+	set, err := cat.Resolve(m, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := policy.Compile(m, set, cfg, host)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+const sleepConfig = "attack = \"sleep\"\narg = \"600s\"\n"
+
+func newSupervisor(b *testing.B, restart runtime.RestartPolicy, onEvent func(runtime.Event)) (*runtime.Supervisor, policy.Host, string) {
+	b.Helper()
+	root, err := os.MkdirTemp("", "blvm-bench-rt-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	os.Chmod(root, 0o711)
+	b.Cleanup(func() { os.RemoveAll(root) })
+	host, err := runtime.DetectHost("/sys/fs/cgroup")
+	if err != nil {
+		b.Fatal(err)
+	}
+	sup, err := runtime.NewSupervisor(runtime.Options{Root: root, Shim: built.shim, Host: host, Restart: restart, Grace: time.Second, OnEvent: onEvent})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { sup.Close(context.Background()) })
+	return sup, host, root
+}
+
+// drain accepts and reads each connection, as the hub would.
+func drain(ln net.Listener) {
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				buf := make([]byte, 4096)
+				for {
+					if _, err := c.Read(buf); err != nil {
+						c.Close()
+						return
+					}
+				}
+			}()
+		}
+	}()
+}
+
+// BenchmarkColdStart is P1 for us: Supervisor.Start returns when the
+// module's first frame reached its socket.
+func BenchmarkColdStart(b *testing.B) {
+	buildModule(b)
+	sup, host, _ := newSupervisor(b, runtime.RestartPolicy{Never: true}, nil)
+	p := compileHostile(b, "coldstart", host)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := sup.Start(context.Background(), runtime.Module{Policy: p, Binary: built.hostile, Config: []byte(sleepConfig), Serve: drain}); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		sup.Stop(context.Background(), "coldstart")
+		b.StartTimer()
+	}
+}
+
+// firstFrame runs cmd and returns once the module's first bytes arrive on
+// ln. Then, outside the timer, cleanup (the peer's own delete) runs and the
+// process tree is killed. stderr goes to a file, not a pipe: a container
+// process holding a pipe open would keep Wait from returning.
+func firstFrame(b *testing.B, ln *net.UnixListener, cmd *exec.Cmd, cleanup func()) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	stderr, err := os.CreateTemp("", "blvm-peer-stderr-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.Remove(stderr.Name())
+	defer stderr.Close()
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	finish := func() {
+		if cleanup != nil {
+			cleanup()
+		}
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+	}
+	ln.SetDeadline(time.Now().Add(10 * time.Second))
+	c, err := ln.Accept()
+	if err != nil {
+		finish()
+		msg, _ := os.ReadFile(stderr.Name())
+		b.Fatalf("%s: no connection: %v\n%s", cmd.Path, err, msg)
+	}
+	buf := make([]byte, 1)
+	if _, err := c.Read(buf); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	c.Close()
+	finish()
+	b.StartTimer()
+}
+
+// peerFixture is a socket and config the peers' payload greets and reads.
+type peerFixture struct {
+	dir, sock, config string
+	ln                *net.UnixListener
+}
+
+func newPeerFixture(b *testing.B) *peerFixture {
+	dir, err := os.MkdirTemp("", "blvm-peer-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	os.Chmod(dir, 0o777)
+	b.Cleanup(func() { os.RemoveAll(dir) })
+	f := &peerFixture{dir: dir, sock: filepath.Join(dir, "hub.sock"), config: filepath.Join(dir, "config.toml")}
+	os.WriteFile(f.config, []byte(sleepConfig), 0o644)
+	f.ln, err = net.ListenUnix("unix", &net.UnixAddr{Name: f.sock, Net: "unix"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	os.Chmod(f.sock, 0o777)
+	b.Cleanup(func() { f.ln.Close() })
+	return f
+}
+
+func moduleEnv(sock, config string) []string {
+	return []string{"BLVM_SOCKET=" + sock, "BLVM_CONFIG=" + config, "BLVM_MODULE_NAME=bench", "BLVM_MODULE_VERSION=1.0.0"}
+}
+
+// BenchmarkPeerPlainExec starts the payload with no confinement at all.
+func BenchmarkPeerPlainExec(b *testing.B) {
+	buildModule(b)
+	f := newPeerFixture(b)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		cmd := exec.Command(built.hostile)
+		cmd.Env = moduleEnv(f.sock, f.config)
+		firstFrame(b, f.ln, cmd, nil)
+	}
+}
+
+// BenchmarkPeerBwrap: bubblewrap with every namespace and the same mounts.
+func BenchmarkPeerBwrap(b *testing.B) {
+	buildModule(b)
+	bwrap, err := exec.LookPath("bwrap")
+	if err != nil {
+		b.Skip("bwrap not installed")
+	}
+	f := newPeerFixture(b)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		cmd := exec.Command(bwrap, "--unshare-all", "--die-with-parent", "--new-session",
+			"--ro-bind", built.hostile, "/module/hostile", "--ro-bind", f.config, "/etc/module/config.toml",
+			"--bind", f.sock, "/run/blvm/hub.sock", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+			"--clearenv", "--setenv", "BLVM_SOCKET", "/run/blvm/hub.sock", "--setenv", "BLVM_CONFIG", "/etc/module/config.toml",
+			"/module/hostile")
+		firstFrame(b, f.ln, cmd, nil)
+	}
+}
+
+// ociBundle writes our own policy as an OCI bundle (same seccomp, mounts,
+// namespaces, limits, shim) for runc and crun.
+func ociBundle(b *testing.B, f *peerFixture) string {
+	host, _ := runtime.DetectHost("/sys/fs/cgroup")
+	p := compileHostile(b, "peer", host)
+	l := runtime.Layout{Root: filepath.Join(f.dir, "root")}
+	rootfs, config, err := l.WriteBundle(p, []byte(sleepConfig))
+	if err != nil {
+		b.Fatal(err)
+	}
+	data := filepath.Join(f.dir, "data")
+	os.Mkdir(data, 0o777)
+	spec, err := p.OCISpec(policy.HostPaths{
+		Rootfs: rootfs, Binary: built.hostile, Shim: built.shim, Config: config, Socket: f.sock, Data: data,
+		CgroupPath: "/blvm-bench-peer", UIDBase: runtime.IDsBase, GIDBase: runtime.IDsBase, IDCount: runtime.IDsPerModule,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	// crun 1.8 refuses newer spec versions it does not know; nothing in
+	// the bundle needs more than 1.0.2.
+	spec.Version = "1.0.2"
+	bundle := filepath.Dir(rootfs)
+	js, _ := json.Marshal(spec)
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), js, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return bundle
+}
+
+// BenchmarkPeerRunc: runc run on the equivalent bundle.
+func BenchmarkPeerRunc(b *testing.B) {
+	buildModule(b)
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		b.Skip("runc not installed")
+	}
+	f := newPeerFixture(b)
+	bundle := ociBundle(b, f)
+	state := filepath.Join(f.dir, "runc-state")
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		id := fmt.Sprintf("blvm-bench-runc-%d", i)
+		cmd := exec.Command(runc, "--root", state, "run", "-b", bundle, id)
+		firstFrame(b, f.ln, cmd, func() { exec.Command(runc, "--root", state, "delete", "-f", id).Run() })
+	}
+}
+
+// BenchmarkPeerCrun: crun run on the equivalent bundle. crun refuses this
+// hybrid host, so (as ENVIRONMENT.md records) it runs in a private mount
+// namespace with the unified hierarchy unmounted; that wrapper is timed too.
+func BenchmarkPeerCrun(b *testing.B) {
+	buildModule(b)
+	crun, err := exec.LookPath("crun")
+	if err != nil {
+		b.Skip("crun not installed")
+	}
+	f := newPeerFixture(b)
+	bundle := ociBundle(b, f)
+	state := filepath.Join(f.dir, "crun-state")
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		id := fmt.Sprintf("blvm-bench-crun-%d", i)
+		script := fmt.Sprintf("umount /sys/fs/cgroup/unified 2>/dev/null; exec %s --root %s run -b %s %s", crun, state, bundle, id)
+		cmd := exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c", script)
+		firstFrame(b, f.ln, cmd, func() {
+			exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c",
+				fmt.Sprintf("umount /sys/fs/cgroup/unified 2>/dev/null; %s --root %s delete -f %s", crun, state, id)).Run()
+		})
+	}
+}
+
+// BenchmarkRestart is P2: a module that exits with status 1 right after
+// its first frame, restarted by the supervisor with no backoff delay; the
+// time is from one first frame to the next (exit, reap, destroy, create,
+// start, first frame).
+func BenchmarkRestart(b *testing.B) {
+	buildModule(b)
+	running := make(chan time.Time, 1024)
+	sup, host, _ := newSupervisor(b, runtime.RestartPolicy{Delay: time.Nanosecond, MaxDelay: time.Nanosecond, MaxCrashes: 1 << 30, Window: time.Hour},
+		func(e runtime.Event) {
+			if e.State == runtime.Running {
+				running <- e.Time
+			}
+		})
+	p := compileHostile(b, "restart", host)
+	if err := sup.Start(context.Background(), runtime.Module{Policy: p, Binary: built.hostile, Config: []byte("attack = \"exit\"\narg = \"1\"\n"), Serve: drain}); err != nil {
+		b.Fatal(err)
+	}
+	<-running
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		<-running
+	}
+	b.StopTimer()
+	sup.Stop(context.Background(), "restart")
+}
+
+// meminfo reads fields of /proc/meminfo (or a /proc/<pid>/status) in bytes.
+func meminfo(b *testing.B, path string, keys ...string) int64 {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var sum int64
+	for _, line := range strings.Split(string(data), "\n") {
+		for _, k := range keys {
+			if strings.HasPrefix(line, k+":") {
+				var kb int64
+				fmt.Sscanf(strings.TrimPrefix(line, k+":"), "%d", &kb)
+				sum += kb << 10
+			}
+		}
+	}
+	return sum
+}
+
+// BenchmarkIdleModules is P7: host memory per running module beyond the
+// module's own. It starts idleModules modules that sleep and reports, per
+// module, what grew outside the modules' processes: the supervisor's own
+// RSS (its bookkeeping, goroutines, pipes) and the kernel's slab, page
+// tables and kernel stacks (namespaces, mounts, sockets, cgroups). The
+// kernel figure also holds the modules' own page tables and stacks, so the
+// total is an upper bound.
+const idleModules = 100
+
+func BenchmarkIdleModules(b *testing.B) {
+	buildModule(b)
+	sup, host, _ := newSupervisor(b, runtime.RestartPolicy{Never: true}, nil)
+	var runtimeRSS, kernel, own float64
+	for i := 0; i < b.N; i++ {
+		debug.FreeOSMemory()
+		rss0 := meminfo(b, "/proc/self/status", "VmRSS")
+		k0 := meminfo(b, "/proc/meminfo", "Slab", "PageTables", "KernelStack")
+		var names []string
+		for j := 0; j < idleModules; j++ {
+			name := fmt.Sprintf("idle-%03d", j)
+			p := compileHostile(b, name, host)
+			if err := sup.Start(context.Background(), runtime.Module{Policy: p, Binary: built.hostile, Config: []byte(sleepConfig), Serve: drain}); err != nil {
+				b.Fatalf("module %d: %v", j, err)
+			}
+			names = append(names, name)
+		}
+		time.Sleep(500 * time.Millisecond) // let the modules settle into their sleep
+		debug.FreeOSMemory()
+		runtimeRSS = float64(meminfo(b, "/proc/self/status", "VmRSS")-rss0) / idleModules
+		kernel = float64(meminfo(b, "/proc/meminfo", "Slab", "PageTables", "KernelStack")-k0) / idleModules
+		var sum uint64
+		for _, n := range names {
+			st, err := sup.Stats(n)
+			if err != nil {
+				b.Fatal(err)
+			}
+			sum += st.MemoryBytes
+		}
+		own = float64(sum) / idleModules
+		b.StopTimer()
+		for _, n := range names {
+			sup.Stop(context.Background(), n)
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric((runtimeRSS+kernel)/1024, "host-KiB/module")
+	b.ReportMetric(runtimeRSS/1024, "runtime-KiB/module")
+	b.ReportMetric(kernel/1024, "kernel-KiB/module")
+	b.ReportMetric(own/1024, "cgroup-KiB/module")
+}
