@@ -103,7 +103,7 @@ arg = "its argument"
 		}
 	}
 	nodeConfig = filepath.Join(base, "node.toml")
-	os.WriteFile(nodeConfig, []byte("[sandbox]\nroot = \""+root+"\"\n\n[trust]\nthreshold = \"2-of-3\"\nmaintainers = [\n"+strings.Join(pins, "\n")+"\n]\n"), 0o644)
+	os.WriteFile(nodeConfig, []byte("[paths]\nroot = \""+root+"\"\n\n[trust]\nthreshold = \"2-of-3\"\nmaintainers = [\n"+strings.Join(pins, "\n")+"\n]\n"), 0o644)
 	return dir, nodeConfig, root
 }
 

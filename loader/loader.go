@@ -22,7 +22,7 @@ import (
 // ConfigFileName is the module's own config file in its directory.
 const ConfigFileName = "config.toml"
 
-// Options for Prepare. Root "" means the node config's [sandbox] root.
+// Options for Prepare. Root "" means the node config's [paths] root.
 type Options struct {
 	Root           string
 	Host           policy.Host

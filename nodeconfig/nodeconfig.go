@@ -4,9 +4,12 @@
 // from a module.
 package nodeconfig
 
+import "time"
+
 // Config is a parsed node config file.
 type Config struct {
 	Node         Node                `toml:"node"`
+	Paths        Paths               `toml:"paths"`
 	Sandbox      Sandbox             `toml:"sandbox"`
 	Trust        Trust               `toml:"trust"`
 	Capabilities Ceiling             `toml:"capabilities"`
@@ -25,10 +28,24 @@ type Node struct {
 	DatabaseBackend string `toml:"database_backend"` // inherited by modules that do not set their own
 }
 
-// Sandbox holds runtime-wide settings.
+// Paths says where the runtime keeps its files and finds modules.
+type Paths struct {
+	Root       string `toml:"root"`        // default /var/lib/blvm-sandbox
+	ModulesDir string `toml:"modules_dir"` // one folder per module; default ROOT/modules
+}
+
+// Sandbox holds runtime-wide settings. The default limits and the
+// capability ceiling have their own tables, [limits] and [capabilities].
 type Sandbox struct {
-	Root           string `toml:"root"`             // default /var/lib/blvm-sandbox
-	MinLandlockABI int    `toml:"min_landlock_abi"` // refuse to run modules below this ABI
+	MinLandlockABI int `toml:"min_landlock_abi"` // refuse to run modules below this ABI
+	// Restart policy after a crash: RestartDelay doubled per crash up to
+	// RestartMaxDelay; MaxCrashes within CrashWindow marks the module failed.
+	RestartDelay    time.Duration `toml:"restart_delay"`
+	RestartMaxDelay time.Duration `toml:"restart_max_delay"`
+	MaxCrashes      int           `toml:"max_crashes"`
+	CrashWindow     time.Duration `toml:"crash_window"`
+	StopGrace       time.Duration `toml:"stop_grace"`    // SIGTERM to SIGKILL
+	ReadyTimeout    time.Duration `toml:"ready_timeout"` // start to the module's first frame
 }
 
 // Trust pins maintainer keys. Keys inside a manifest are hints only.
@@ -62,6 +79,7 @@ type Limits struct {
 // every other key is module configuration and wins over the module's own
 // config.toml when the configs are merged.
 type Module struct {
+	Enabled        *bool          // nil: enabled; false: discovered but not loaded by the daemon
 	Threshold      string         // per-module "m-of-n" override
 	Maintainers    []string       // names of pinned keys that apply (default: all)
 	Allow          []string       // capabilities granted above the tier ceiling
@@ -78,4 +96,11 @@ type Provided struct {
 	Description string `toml:"description"`
 	Tier        string `toml:"tier"`
 	Danger      string `toml:"danger"`
+}
+
+// IsEnabled reports whether the daemon loads module name at start: unless
+// [modules.<name>] enabled = false.
+func (c *Config) IsEnabled(name string) bool {
+	m := c.ModuleSettings(name)
+	return m == nil || m.Enabled == nil || *m.Enabled
 }

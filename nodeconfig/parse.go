@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 
@@ -37,8 +38,14 @@ func TierRank(tier string) int { return slices.Index(Tiers, tier) }
 // every unset value from it.
 func Default() *Config {
 	return &Config{
-		Node:         Node{Version: "0.1.0", Network: "regtest", DatabaseBackend: "redb"},
-		Sandbox:      Sandbox{Root: "/var/lib/blvm-sandbox", MinLandlockABI: 6},
+		Node:  Node{Version: "0.1.0", Network: "regtest", DatabaseBackend: "redb"},
+		Paths: Paths{Root: "/var/lib/blvm-sandbox", ModulesDir: "/var/lib/blvm-sandbox/modules"},
+		Sandbox: Sandbox{
+			MinLandlockABI: 6,
+			RestartDelay:   500 * time.Millisecond, RestartMaxDelay: 30 * time.Second,
+			MaxCrashes: 5, CrashWindow: 5 * time.Minute,
+			StopGrace: 5 * time.Second, ReadyTimeout: 10 * time.Second,
+		},
 		Capabilities: Ceiling{MaxTier: "participate"},
 		Limits: Limits{
 			MemoryBytes: 256 << 20,
@@ -67,13 +74,14 @@ func Parse(path string) (*Config, error) {
 
 // moduleReserved are the [modules.<name>] keys the operator's settings use;
 // every other key is module configuration.
-var moduleReserved = []string{"threshold", "maintainers", "allow", "deny", "limits", "allow_downgrade"}
+var moduleReserved = []string{"enabled", "threshold", "maintainers", "allow", "deny", "limits", "allow_downgrade"}
 
 // knownKeys lists the keys allowed in each table, for "did you mean".
 var knownKeys = map[string][]string{
-	"":                      {"node", "sandbox", "trust", "capabilities", "limits", "modules", "provided_capabilities"},
+	"":                      {"node", "paths", "sandbox", "trust", "capabilities", "limits", "modules", "provided_capabilities"},
 	"node":                  {"version", "network", "database_backend"},
-	"sandbox":               {"root", "min_landlock_abi"},
+	"paths":                 {"root", "modules_dir"},
+	"sandbox":               {"min_landlock_abi", "restart_delay", "restart_max_delay", "max_crashes", "crash_window", "stop_grace", "ready_timeout"},
 	"trust":                 {"threshold", "maintainers"},
 	"trust.maintainers":     {"name", "public_key"},
 	"capabilities":          {"max_tier", "deny"},
@@ -97,6 +105,7 @@ func ParseBytes(file string, data []byte) (*Config, error) {
 	var modules map[string]map[string]toml.Primitive
 	fields := map[string]any{
 		"node":                  &c.Node,
+		"paths":                 &c.Paths,
 		"sandbox":               &c.Sandbox,
 		"trust":                 &c.Trust,
 		"capabilities":          &c.Capabilities,
@@ -165,6 +174,8 @@ func decodeModule(d *tomlfile.Decoder, name string, raw map[string]toml.Primitiv
 			dst = &m.Limits
 		case "allow_downgrade":
 			dst = &m.AllowDowngrade
+		case "enabled":
+			dst = &m.Enabled
 		default:
 			// A near miss of a reserved key is almost certainly a typo; as
 			// module configuration it would silently drop an operator
@@ -191,12 +202,30 @@ func (c *Config) fillDefaults() {
 	setString(&c.Node.Version, def.Node.Version)
 	setString(&c.Node.Network, def.Node.Network)
 	setString(&c.Node.DatabaseBackend, def.Node.DatabaseBackend)
-	setString(&c.Sandbox.Root, def.Sandbox.Root)
-	if c.Sandbox.MinLandlockABI == 0 {
-		c.Sandbox.MinLandlockABI = def.Sandbox.MinLandlockABI
+	if c.Paths.ModulesDir == "" {
+		if c.Paths.Root != "" {
+			c.Paths.ModulesDir = path.Join(c.Paths.Root, "modules")
+		} else {
+			c.Paths.ModulesDir = def.Paths.ModulesDir
+		}
 	}
+	setString(&c.Paths.Root, def.Paths.Root)
+	setDefault(&c.Sandbox.MinLandlockABI, def.Sandbox.MinLandlockABI)
+	setDefault(&c.Sandbox.RestartDelay, def.Sandbox.RestartDelay)
+	setDefault(&c.Sandbox.RestartMaxDelay, def.Sandbox.RestartMaxDelay)
+	setDefault(&c.Sandbox.MaxCrashes, def.Sandbox.MaxCrashes)
+	setDefault(&c.Sandbox.CrashWindow, def.Sandbox.CrashWindow)
+	setDefault(&c.Sandbox.StopGrace, def.Sandbox.StopGrace)
+	setDefault(&c.Sandbox.ReadyTimeout, def.Sandbox.ReadyTimeout)
 	setString(&c.Capabilities.MaxTier, def.Capabilities.MaxTier)
 	c.Limits = overlay(def.Limits, c.Limits)
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
 }
 
 func setString(s *string, def string) {
@@ -317,8 +346,24 @@ func (c *Config) validate(v *validator) {
 	if v.defined("node", "database_backend") && c.Node.DatabaseBackend == "" {
 		v.add("node.database_backend", "must not be empty")
 	}
-	if r := c.Sandbox.Root; v.defined("sandbox", "root") && (!path.IsAbs(r) || path.Clean(r) != r) {
-		v.add("sandbox.root", "%q: want a clean absolute path", r)
+	for _, p := range []struct{ key, value string }{{"root", c.Paths.Root}, {"modules_dir", c.Paths.ModulesDir}} {
+		if v.defined("paths", p.key) && (!path.IsAbs(p.value) || path.Clean(p.value) != p.value) {
+			v.add("paths."+p.key, "%q: want a clean absolute path", p.value)
+		}
+	}
+	for _, d := range []struct {
+		key   string
+		value time.Duration
+	}{
+		{"restart_delay", c.Sandbox.RestartDelay}, {"restart_max_delay", c.Sandbox.RestartMaxDelay},
+		{"crash_window", c.Sandbox.CrashWindow}, {"stop_grace", c.Sandbox.StopGrace}, {"ready_timeout", c.Sandbox.ReadyTimeout},
+	} {
+		if v.defined("sandbox", d.key) && d.value <= 0 {
+			v.add("sandbox."+d.key, "%s: want a positive duration such as \"5s\"", d.value)
+		}
+	}
+	if v.defined("sandbox", "max_crashes") && c.Sandbox.MaxCrashes < 1 {
+		v.add("sandbox.max_crashes", "%d: want 1 or more", c.Sandbox.MaxCrashes)
 	}
 	if v.defined("sandbox", "min_landlock_abi") && c.Sandbox.MinLandlockABI < 1 {
 		v.add("sandbox.min_landlock_abi", "%d: want 1 or more", c.Sandbox.MinLandlockABI)

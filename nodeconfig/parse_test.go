@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/blvm/blvm-sandbox/manifest"
 )
@@ -22,8 +23,12 @@ const fullConfig = `[node]
 version = "1.4.0"
 network = "mainnet"
 
-[sandbox]
+[paths]
 root = "/srv/blvm"
+
+[sandbox]
+restart_delay = "1s"
+max_crashes = 3
 
 [trust]
 threshold = "2-of-3"
@@ -76,7 +81,7 @@ func TestParseEmptyIsDefault(t *testing.T) {
 		t.Errorf("empty config = %+v, want %+v", c, want)
 	}
 	d := Default()
-	if d.Sandbox.Root != "/var/lib/blvm-sandbox" || d.Sandbox.MinLandlockABI != 6 || d.Capabilities.MaxTier != "participate" ||
+	if d.Paths.Root != "/var/lib/blvm-sandbox" || d.Sandbox.MinLandlockABI != 6 || d.Capabilities.MaxTier != "participate" ||
 		d.Limits != (Limits{MemoryBytes: 256 << 20, Pids: 64, CPUs: 0.5, OpenFiles: 256, TmpBytes: 16 << 20}) ||
 		d.Node != (Node{Version: "0.1.0", Network: "regtest", DatabaseBackend: "redb"}) {
 		t.Errorf("Default() = %+v", d)
@@ -96,7 +101,12 @@ func TestParseFull(t *testing.T) {
 	if c.Node != (Node{Version: "1.4.0", Network: "mainnet", DatabaseBackend: "redb"}) {
 		t.Errorf("node = %+v (database_backend should default)", c.Node)
 	}
-	if c.Sandbox != (Sandbox{Root: "/srv/blvm", MinLandlockABI: 6}) {
+	if c.Paths != (Paths{Root: "/srv/blvm", ModulesDir: "/srv/blvm/modules"}) {
+		t.Errorf("paths = %+v (modules_dir should default under root)", c.Paths)
+	}
+	wantSandbox := Default().Sandbox
+	wantSandbox.RestartDelay, wantSandbox.MaxCrashes = time.Second, 3
+	if c.Sandbox != wantSandbox {
 		t.Errorf("sandbox = %+v", c.Sandbox)
 	}
 	if c.Limits != (Limits{MemoryBytes: 512 << 20, Pids: 64, CPUs: 1, OpenFiles: 256, TmpBytes: 16 << 20}) {
@@ -196,7 +206,7 @@ func TestParseProblems(t *testing.T) {
 	}{
 		{"syntax", "[node\n", []string{`node.toml:2: invalid TOML: expected '.' or ']' to end table name, but got '\n' instead`}},
 		{"unknown table", "[limit]\npids = 1\n", []string{`node.toml:1: limit: unknown key (did you mean "limits"?)`}},
-		{"unknown key", "[sandbox]\nroot = \"/x\"\nmin_landlock = 3\n", []string{`node.toml:3: sandbox.min_landlock: unknown key (did you mean "min_landlock_abi"?)`}},
+		{"unknown key", "[sandbox]\nmin_landlock_abi = 7\nmin_landlock = 3\n", []string{`node.toml:3: sandbox.min_landlock: unknown key (did you mean "min_landlock_abi"?)`}},
 		{"valid trust", trust("1-of-1", "alice="+alice) + "", nil},
 		{"unknown key in pinned key", "[trust]\nthreshold = \"1-of-1\"\nmaintainers = [{ name = \"a\", public_key = \"" + alice + "\", pubkey = \"x\" }]\n",
 			[]string{`node.toml:3: trust.maintainers.pubkey: unknown key`}},
@@ -270,9 +280,17 @@ func TestParseProblems(t *testing.T) {
 			`node.toml:3: node.network: "mainet": want one of mainnet, testnet, signet, regtest`,
 			`node.toml:4: node.database_backend: must not be empty`,
 		}},
-		{"sandbox", "[sandbox]\nroot = \"var/lib/x/\"\nmin_landlock_abi = 0\n", []string{
-			`node.toml:2: sandbox.root: "var/lib/x/": want a clean absolute path`,
-			`node.toml:3: sandbox.min_landlock_abi: 0: want 1 or more`,
+		{"sandbox", "[paths]\nroot = \"var/lib/x/\"\n[sandbox]\nmin_landlock_abi = 0\nstop_grace = \"-1s\"\nmax_crashes = 0\n", []string{
+			`node.toml:2: paths.root: "var/lib/x/": want a clean absolute path`,
+			`node.toml:4: sandbox.min_landlock_abi: 0: want 1 or more`,
+			`node.toml:5: sandbox.stop_grace: -1s: want a positive duration such as "5s"`,
+			`node.toml:6: sandbox.max_crashes: 0: want 1 or more`,
+		}},
+		{"duration", "[sandbox]\nrestart_delay = \"soon\"\n", []string{
+			`node.toml:2: sandbox.restart_delay: invalid duration: "soon"`,
+		}},
+		{"module enabled", "[modules.m]\nenabled = \"no\"\n", []string{
+			`node.toml:2: modules.m.enabled: wrong type: want a boolean, not a string`,
 		}},
 	}
 	for _, tt := range tests {

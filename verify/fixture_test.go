@@ -51,7 +51,7 @@ func newFixture(t testing.TB, threshold string, signers ...string) *fixture {
 		Binary:       &manifest.Binary{Hash: "sha256:" + hex.EncodeToString(sum[:]), Size: int64(len(f.bin))},
 	}
 	f.cfg = nodeconfig.Default()
-	f.cfg.Sandbox.Root = f.root
+	f.cfg.Paths.Root = f.root
 	f.cfg.Trust = nodeconfig.Trust{Threshold: threshold}
 	for _, n := range []string{"alice", "bob", "carol"} {
 		f.cfg.Trust.Maintainers = append(f.cfg.Trust.Maintainers, nodeconfig.Maintainer{Name: n, PublicKey: pubHex(testKey(n))})

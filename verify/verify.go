@@ -21,7 +21,7 @@ import (
 // the node config. The zero value works: DefaultRoot (or the config's
 // sandbox root), the current time, no downgrade.
 type Options struct {
-	Root           string    // runtime root; "" means cfg.Sandbox.Root, then DefaultRoot
+	Root           string    // runtime root; "" means cfg.Paths.Root, then DefaultRoot
 	Now            time.Time // for expiry; zero means time.Now()
 	AllowDowngrade bool      // accept a version below the high-water mark (--allow-downgrade)
 }
@@ -82,7 +82,7 @@ func Verify(moduleDir string, m *manifest.Manifest, cfg *nodeconfig.Config, opt 
 	}
 	root := opt.Root
 	if root == "" {
-		root = cfg.Sandbox.Root
+		root = cfg.Paths.Root
 	}
 	now := opt.Now
 	if now.IsZero() {

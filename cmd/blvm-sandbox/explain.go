@@ -90,7 +90,7 @@ func runExplain(out io.Writer, f *explainFlags, cmd *cobra.Command, target strin
 		}
 		return nil
 	case "oci":
-		spec, err := c.policy.OCISpec(policy.DefaultHostPaths(c.config.Sandbox.Root, c.policy))
+		spec, err := c.policy.OCISpec(policy.DefaultHostPaths(c.config.Paths.Root, c.policy))
 		if err != nil {
 			return err
 		}

@@ -45,7 +45,7 @@ Ctrl-C or --timeout stops the module and cleans up.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.nodeConfig, "node-config", "", "operator node config (required)")
-	fl.StringVar(&f.root, "root", "", "runtime root (default: [sandbox] root)")
+	fl.StringVar(&f.root, "root", "", "runtime root (default: [paths] root)")
 	fl.StringVar(&f.shim, "shim", "", "the static Landlock shim (default: blvm-landlock-shim beside this binary)")
 	fl.DurationVar(&f.timeout, "timeout", 0, "stop the module after this long (0: no limit)")
 	fl.BoolVar(&f.allowDowngrade, "allow-downgrade", false, "accept a version below the recorded high-water mark")
@@ -65,7 +65,7 @@ func runModule(stdout, stderr io.Writer, f *runFlags, dir string) error {
 	if err != nil {
 		return badInput(err)
 	}
-	root := cfg.Sandbox.Root
+	root := cfg.Paths.Root
 	if f.root != "" {
 		root = f.root
 	}

@@ -39,7 +39,7 @@ hash (sealing it into the store). It exits 0 when all pass, 1 otherwise.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.nodeConfig, "node-config", "", "operator node config holding [trust] (required)")
-	fl.StringVar(&f.root, "root", "", "runtime root for the store and high-water marks (default: [sandbox] root)")
+	fl.StringVar(&f.root, "root", "", "runtime root for the store and high-water marks (default: [paths] root)")
 	fl.BoolVar(&f.allowDowngrade, "allow-downgrade", false, "accept a version below the recorded high-water mark")
 	return cmd
 }
@@ -52,7 +52,7 @@ func runVerify(out io.Writer, f *verifyFlags, dir string) error {
 	if err != nil {
 		return badInput(err)
 	}
-	root := cfg.Sandbox.Root
+	root := cfg.Paths.Root
 	if f.root != "" {
 		root = f.root
 	}
