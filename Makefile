@@ -6,7 +6,7 @@ BIN := bin
 # container with a filter fails at start.
 TAGS := seccomp
 GOTEST := CGO_ENABLED=1 $(GO) test -tags $(TAGS)
-EXAMPLES := manifest/testdata/lightning-network.toml examples/stratum-v2 examples/merge-mining
+EXAMPLE_MODULES := stratum-v2 merge-mining block-logger governance-voter
 FUZZTIME ?= 30s
 
 .PHONY: all deps build test run bench fuzz lint generate proto proto-check clean
@@ -31,17 +31,21 @@ build:
 	CGO_ENABLED=1 $(GO) build -tags $(TAGS) -o $(BIN)/blvm-sandbox ./cmd/blvm-sandbox
 	# The shim runs inside every container: static, no libc, no cgo.
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BIN)/blvm-landlock-shim ./cmd/blvm-landlock-shim
+	# Example modules: static, they run in an empty rootfs.
+	@for m in $(EXAMPLE_MODULES); do \
+	  echo "CGO_ENABLED=0 $(GO) build -o $(BIN)/examples/$$m ./examples/$$m"; \
+	  CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BIN)/examples/$$m ./examples/$$m || exit 1; \
+	done
 
 # Unit tests everywhere; integration/ runs real kernels and needs root (its
 # tests skip themselves otherwise).
 test: lint proto-check
 	$(GOTEST) -count=1 ./...
 
+# The README's main job: a demo node with the example modules signed 2-of-3,
+# sandboxed, on the embedded dev chain. RUN_SECONDS=N stops it after N s.
 run: build
-	@for m in $(EXAMPLES); do \
-	  echo "==================== explain $$m ===================="; \
-	  ./$(BIN)/blvm-sandbox explain $$m || exit $$?; \
-	done
+	BIN=$(BIN) ./scripts/demo.sh
 
 # Benchmarks against peers, medians of several runs, written to
 # docs/BENCHMARKS.md. Needs root (the store is root-owned).

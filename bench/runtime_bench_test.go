@@ -110,7 +110,7 @@ func newSupervisor(b *testing.B, restart runtime.RestartPolicy, onEvent func(run
 }
 
 // drain accepts and reads each connection, as the hub would.
-func drain(ln net.Listener) {
+func drain(ln net.Listener) error {
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -128,6 +128,7 @@ func drain(ln net.Listener) {
 			}()
 		}
 	}()
+	return nil
 }
 
 // BenchmarkColdStart is P1 for us: Supervisor.Start returns when the

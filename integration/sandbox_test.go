@@ -148,7 +148,7 @@ func (s *sandbox) compileErr(name string) (*policy.Policy, error) {
 func nodeDefault() *nodeconfig.Config { return nodeconfig.Default() }
 
 // drainHub stands in for the hub: it accepts and reads until closed.
-func drainHub(ln net.Listener) {
+func drainHub(ln net.Listener) error {
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -158,6 +158,7 @@ func drainHub(ln net.Listener) {
 			go io.Copy(io.Discard, c)
 		}
 	}()
+	return nil
 }
 
 // outcome is what one hostile run produced.

@@ -344,3 +344,17 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// The annotated example operators copy must stay valid.
+func TestAnnotatedExampleParses(t *testing.T) {
+	c, err := Parse("../examples/node.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.IsEnabled("selective-sync") || !c.IsEnabled("stratum-v2") || c.Modules["selective-sync"].Config["database_backend"] != "redb" {
+		t.Fatalf("modules: %+v", c.Modules)
+	}
+	if c.Sandbox != Default().Sandbox || c.Limits != Default().Limits || c.Paths != Default().Paths {
+		t.Errorf("the example's values should be the defaults: %+v %+v %+v", c.Sandbox, c.Limits, c.Paths)
+	}
+}

@@ -22,7 +22,8 @@ type Module struct {
 	Config []byte // the merged config, mounted read-only
 	// Serve is handed the module's hub socket once, at load; the hub serves
 	// it until the supervisor closes it at unload. Identity is the socket.
-	Serve func(ln net.Listener)
+	// An error refuses the load.
+	Serve func(ln net.Listener) error
 	// Output receives a copy of the module's stdout and stderr besides the
 	// log file (the run command's terminal). Optional.
 	Stdout, Stderr io.Writer
@@ -90,6 +91,9 @@ type Status struct {
 	Restarts  int         `json:"restarts"`
 	LastExit  *ExitReason `json:"last_exit,omitempty"`
 }
+
+// ErrNotLoaded is returned for a module the supervisor does not know.
+var ErrNotLoaded = errors.New("not loaded")
 
 // Supervisor runs modules in containers and keeps them running.
 type Supervisor struct {
@@ -226,7 +230,12 @@ func (s *Supervisor) load(sv *supervised) error {
 		return err
 	}
 	sv.logFile, sv.ln = lf, newReadyListener(ln)
-	sv.mod.Serve(sv.ln)
+	if err := sv.mod.Serve(sv.ln); err != nil {
+		ln.Close()
+		os.Remove(s.layout.Socket(name))
+		lf.Close()
+		return fmt.Errorf("hub: %w", err)
+	}
 	return nil
 }
 
@@ -387,7 +396,7 @@ func (s *Supervisor) Stop(ctx context.Context, name string) (ExitReason, error) 
 	sv, ok := s.modules[name]
 	s.mu.Unlock()
 	if !ok {
-		return ExitReason{}, fmt.Errorf("stop %s: not loaded", name)
+		return ExitReason{}, fmt.Errorf("stop %s: %w", name, ErrNotLoaded)
 	}
 	sv.mu.Lock()
 	select {
@@ -423,7 +432,7 @@ func (s *Supervisor) Wait(ctx context.Context, name string) (ExitReason, error) 
 	sv, ok := s.modules[name]
 	s.mu.Unlock()
 	if !ok {
-		return ExitReason{}, fmt.Errorf("wait %s: not loaded", name)
+		return ExitReason{}, fmt.Errorf("wait %s: %w", name, ErrNotLoaded)
 	}
 	select {
 	case <-sv.done:
@@ -468,7 +477,7 @@ func (s *Supervisor) Stats(name string) (Stats, error) {
 	sv, ok := s.modules[name]
 	s.mu.Unlock()
 	if !ok {
-		return Stats{}, fmt.Errorf("stats %s: not loaded", name)
+		return Stats{}, fmt.Errorf("stats %s: %w", name, ErrNotLoaded)
 	}
 	sv.mu.Lock()
 	running := sv.inst != nil && sv.status.State == Running

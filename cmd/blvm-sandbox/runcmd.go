@@ -131,7 +131,7 @@ func runModule(stdout, stderr io.Writer, f *runFlags, dir string) error {
 // serveStandIn accepts the module's connections and reads what it sends,
 // answering nothing. It stands in for the hub until the run command serves
 // the real one.
-func serveStandIn(ln net.Listener) {
+func serveStandIn(ln net.Listener) error {
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -144,6 +144,7 @@ func serveStandIn(ln net.Listener) {
 			}()
 		}
 	}()
+	return nil
 }
 
 // shimPath finds the static shim: the flag, or the file beside this binary.
