@@ -36,6 +36,11 @@ type result struct {
 
 func main() {
 	cfg := readConfig(os.Getenv("BLVM_CONFIG"))
+	if cfg["attack"] == "ignore-term" {
+		// Before the greeting: the runtime may stop the module the moment
+		// it has spoken.
+		signal.Ignore(unix.SIGTERM)
+	}
 	conn := greet()
 	defer conn.Close()
 	r := result{Attack: cfg["attack"], Info: map[string]string{}}
@@ -197,7 +202,6 @@ var attacks = map[string]func(*result, string){
 	"fd-bomb":   fdBomb,
 	"fill-tmp":  fillTmp,
 	"ignore-term": func(r *result, d string) {
-		signal.Ignore(unix.SIGTERM)
 		t, _ := time.ParseDuration(d)
 		time.Sleep(t)
 		r.Errno = "ok"
