@@ -90,7 +90,7 @@ trap 'exit 130' INT TERM
 
 # Wait for every module to run.
 for _ in $(seq 1 150); do
-  running=$("$CLI" ps --json 2>/dev/null | grep -o '"state":"running"' | wc -l || true)
+  running=$("$CLI" ps --json 2>/dev/null | grep -o '"state": *"running"' | wc -l || true)
   [ "$running" -ge "${#MODULES[@]}" ] && break
   sleep 0.2
 done

@@ -76,5 +76,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(newSignCommand(stdout, stderr))
 	root.AddCommand(newVerifyCommand(stdout))
 	root.AddCommand(newRunCommand(stdout, stderr))
+	root.AddCommand(newUpCommand(stdout, stderr))
+	addOperatorCommands(root, stdout, stderr)
 	return root
 }

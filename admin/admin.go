@@ -1,0 +1,140 @@
+// Package admin is the daemon's operator interface: an HTTP API on a
+// root-only Unix socket (list, load, unload, start, stop, restart, logs,
+// module CLIs, the event stream and Prometheus /metrics) and the client the
+// operator CLI uses to talk to it. It decides nothing about modules: every
+// action is the Manager's.
+package admin
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/blvm/blvm-sandbox/ipc/pb"
+)
+
+// DefaultSocket is where the daemon listens unless configured otherwise.
+const DefaultSocket = "/run/blvm-sandbox/admin.sock"
+
+// Errors a Manager wraps so that the API can answer with the right status;
+// the Client's errors match them with errors.Is.
+var (
+	// ErrUnknownModule: no module by that name (HTTP 404).
+	ErrUnknownModule = errors.New("unknown module")
+	// ErrConflict: the module's state does not allow the action, for
+	// example starting a module whose dependency is not loaded (HTTP 409).
+	ErrConflict = errors.New("conflict")
+	// ErrInvalid: the request itself is wrong, for example a CLI command
+	// the module does not offer (HTTP 400).
+	ErrInvalid = errors.New("invalid")
+	// ErrUnreachable: nothing answers on the admin socket (Client only).
+	ErrUnreachable = errors.New("daemon unreachable")
+)
+
+// Manager is what the admin API needs from the module manager.
+type Manager interface {
+	// Modules lists every module the daemon knows, loaded or not.
+	Modules() []ModuleInfo
+	// Load verifies and starts a module; its dependencies must be loaded.
+	Load(ctx context.Context, name string) error
+	// Unload stops the modules that require name, then name, and publishes
+	// ModuleUnloaded for each.
+	Unload(ctx context.Context, name string) error
+	// Start is Load for a stopped module.
+	Start(ctx context.Context, name string) error
+	// Stop is Unload, but the module stays listed as stopped.
+	Stop(ctx context.Context, name string) error
+	Restart(ctx context.Context, name string) error
+	// LogPath is the module's captured output, ROOT/logs/<name>.log.
+	LogPath(name string) (string, error)
+	// CliSpecs is getmoduleclispecs: the spec of each module that
+	// registered one, by module name.
+	CliSpecs() map[string]*pb.RegisterCliSpec
+	// RunCli is runmodulecli.
+	RunCli(ctx context.Context, module, command string, args []string) (*pb.CliResult, error)
+	// Subscribe delivers lifecycle and state events until ctx ends. A slow
+	// reader loses events; it never blocks the manager.
+	Subscribe(ctx context.Context) <-chan Event
+}
+
+// Module states, as ModuleInfo.State reports them.
+const (
+	StateStarting   = "starting"
+	StateRunning    = "running"
+	StateRestarting = "restarting"
+	StateStopping   = "stopping"
+	StateStopped    = "stopped"
+	StateFailed     = "failed"
+	StateRefused    = "refused"
+)
+
+// States lists every module state, in lifecycle order.
+func States() []string {
+	return []string{StateStarting, StateRunning, StateRestarting, StateStopping, StateStopped, StateFailed, StateRefused}
+}
+
+// ModuleInfo is one row of `ps`: a module's state and its live figures.
+type ModuleInfo struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	// State is one of the State constants.
+	State     string    `json:"state"`
+	StartedAt time.Time `json:"started_at,omitzero"`
+	Restarts  int       `json:"restarts"`
+	// LastExit is how the module's last run ended ("exit 1", "signal 9 (oom)").
+	LastExit string `json:"last_exit,omitempty"`
+	// Error says why the module is refused or failed.
+	Error        string   `json:"error,omitempty"`
+	Dependencies []string `json:"dependencies,omitempty"`
+	Pid          int      `json:"pid,omitempty"`
+
+	// cgroup figures; a limit of 0 means none.
+	MemoryBytes uint64 `json:"memory_bytes"`
+	MemoryLimit uint64 `json:"memory_limit"`
+	CPUNanos    uint64 `json:"cpu_nanos"`
+	Pids        uint64 `json:"pids"`
+	PidsLimit   uint64 `json:"pids_limit"`
+	OOMKills    uint64 `json:"oom_kills"`
+
+	// hub figures
+	HubRequests     uint64 `json:"hub_requests"`
+	HubDenied       uint64 `json:"hub_denied"`
+	HubRateLimited  uint64 `json:"hub_rate_limited"`
+	HubInvalid      uint64 `json:"hub_invalid"`
+	EventsDelivered uint64 `json:"events_delivered"`
+	EventsDropped   uint64 `json:"events_dropped"`
+	BadFrames       uint64 `json:"bad_frames"`
+}
+
+// Event kinds.
+const (
+	EventLoaded   = "loaded"   // ModuleLoaded
+	EventUnloaded = "unloaded" // ModuleUnloaded
+	EventState    = "state"    // any other state change: crash, restart, failed
+)
+
+// Event is one lifecycle or state event, as the event stream carries it.
+type Event struct {
+	Time   time.Time `json:"time"`
+	Module string    `json:"module"`
+	Kind   string    `json:"kind"`
+	State  string    `json:"state,omitempty"`
+	Detail string    `json:"detail,omitempty"`
+}
+
+// cliRequest and cliResponse are the body of POST /v1/modules/{name}/cli.
+type cliRequest struct {
+	Command string   `json:"command"`
+	Args    []string `json:"args"`
+}
+
+type cliResponse struct {
+	Stdout   []byte `json:"stdout"`
+	Stderr   []byte `json:"stderr"`
+	ExitCode int32  `json:"exit_code"`
+}
+
+// errorResponse is the body of every error the API answers.
+type errorResponse struct {
+	Error string `json:"error"`
+}

@@ -1,0 +1,345 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/signal"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/blvm/blvm-sandbox/admin"
+)
+
+// operator holds what the commands that talk to a running daemon share.
+type operator struct {
+	socket string
+	stdout io.Writer
+	stderr io.Writer
+	now    func() time.Time
+}
+
+// addOperatorCommands adds ps, start, stop, restart, load, unload, logs,
+// cli and events, which talk to `blvm-sandbox up` over its admin socket,
+// and the persistent --admin-socket flag they share.
+func addOperatorCommands(root *cobra.Command, stdout, stderr io.Writer) {
+	o := &operator{stdout: stdout, stderr: stderr, now: time.Now}
+	root.PersistentFlags().StringVar(&o.socket, "admin-socket", defaultAdminSocket(),
+		"the daemon's admin socket; BLVM_ADMIN_SOCKET sets the default")
+	root.AddCommand(o.psCommand())
+	for _, a := range []struct{ verb, short string }{
+		{"start", "Start a stopped module"},
+		{"stop", "Stop a module; it stays listed as stopped"},
+		{"restart", "Stop and start a module"},
+		{"load", "Verify and start a discovered module (its dependencies must be loaded)"},
+		{"unload", "Stop a module and the modules that require it, and forget it"},
+	} {
+		root.AddCommand(o.actionCommand(a.verb, a.short))
+	}
+	root.AddCommand(o.logsCommand())
+	root.AddCommand(o.cliCommand())
+	root.AddCommand(o.eventsCommand())
+}
+
+func (o *operator) client() *admin.Client { return &admin.Client{Socket: o.socket} }
+
+// context ends on Ctrl-C or SIGTERM, so that a hung request or a follow
+// ends when the operator says so.
+func (o *operator) context() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM)
+}
+
+// daemonError turns a Client error into what the operator reads and the
+// exit code: 1 when the daemon is not there or said no, 2 when the input
+// (a module name, a command) was wrong.
+func (o *operator) daemonError(what string, err error) error {
+	switch {
+	case errors.Is(err, admin.ErrUnreachable) && errors.Is(err, fs.ErrPermission):
+		return refused(fmt.Errorf("cannot reach the daemon at %s: permission denied: the admin socket is root-only", o.socket))
+	case errors.Is(err, admin.ErrUnreachable):
+		return refused(fmt.Errorf("cannot reach the daemon at %s: is `blvm-sandbox up` running?", o.socket))
+	}
+	// The daemon's own answers already say what was being done.
+	var api *admin.APIError
+	if !errors.As(err, &api) {
+		err = fmt.Errorf("%s: %w", what, err)
+	}
+	if errors.Is(err, admin.ErrUnknownModule) || errors.Is(err, admin.ErrInvalid) {
+		return badInput(err)
+	}
+	return refused(err)
+}
+
+func (o *operator) psCommand() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "ps [--json]",
+		Short: "List the daemon's modules with their state and live resource figures",
+		Long: `ps prints one row per module: NAME VERSION STATE UPTIME RESTARTS MEM CPU
+PIDS LAST-EXIT. MEM and PIDS show the cgroup limit after a slash when there
+is one; CPU is the CPU time used. Refused and failed modules are followed by
+the reason. --json prints the daemon's full records instead.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := o.context()
+			defer stop()
+			mods, err := o.client().Modules(ctx)
+			if err != nil {
+				return o.daemonError("ps", err)
+			}
+			if asJSON {
+				enc := json.NewEncoder(o.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(mods)
+			}
+			o.printTable(mods)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func (o *operator) printTable(mods []admin.ModuleInfo) {
+	tw := tabwriter.NewWriter(o.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tVERSION\tSTATE\tUPTIME\tRESTARTS\tMEM\tCPU\tPIDS\tLAST-EXIT")
+	for _, m := range mods {
+		uptime, mem, cpu, pids := "-", "-", "-", "-"
+		if live(m.State) {
+			if !m.StartedAt.IsZero() {
+				uptime = humanDuration(o.now().Sub(m.StartedAt))
+			}
+			mem = withLimit(humanBytes(m.MemoryBytes), m.MemoryLimit, humanBytes)
+			cpu = cpuTime(m.CPUNanos)
+			pids = withLimit(strconv.FormatUint(m.Pids, 10), m.PidsLimit, func(n uint64) string { return strconv.FormatUint(n, 10) })
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n",
+			m.Name, orDash(m.Version), orDash(m.State), uptime, m.Restarts, mem, cpu, pids, orDash(m.LastExit))
+	}
+	tw.Flush()
+	for _, m := range mods {
+		if m.Error != "" {
+			fmt.Fprintf(o.stdout, "%s %s: %s\n", m.Name, m.State, m.Error)
+		}
+	}
+}
+
+// live reports whether a module in this state has a cgroup to measure.
+func live(state string) bool {
+	switch state {
+	case admin.StateStarting, admin.StateRunning, admin.StateRestarting, admin.StateStopping:
+		return true
+	}
+	return false
+}
+
+func (o *operator) actionCommand(verb, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:   verb + " NAME",
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := o.context()
+			defer stop()
+			c := o.client()
+			do := map[string]func(context.Context, string) (*admin.ModuleInfo, error){
+				"start": c.Start, "stop": c.Stop, "restart": c.Restart, "load": c.Load, "unload": c.Unload,
+			}[verb]
+			mi, err := do(ctx, args[0])
+			if err != nil {
+				return o.daemonError(verb+" "+args[0], err)
+			}
+			switch {
+			case mi == nil:
+				fmt.Fprintf(o.stdout, "%s: unloaded\n", args[0])
+			case mi.Pid != 0:
+				fmt.Fprintf(o.stdout, "%s: %s (pid %d)\n", mi.Name, mi.State, mi.Pid)
+			default:
+				fmt.Fprintf(o.stdout, "%s: %s\n", mi.Name, mi.State)
+			}
+			return nil
+		},
+	}
+}
+
+func (o *operator) logsCommand() *cobra.Command {
+	var follow bool
+	cmd := &cobra.Command{
+		Use:   "logs [-f] NAME",
+		Short: "Print a module's captured stdout and stderr",
+		Long: `logs prints the module's log as the daemon captured it. With -f it keeps
+printing what the module writes, across log rotation, until Ctrl-C.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := o.context()
+			defer stop()
+			if err := o.client().Logs(ctx, args[0], follow, o.stdout); err != nil {
+				return o.daemonError("logs "+args[0], err)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing what is appended")
+	return cmd
+}
+
+func (o *operator) cliCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "cli NAME [COMMAND [ARGS...]]",
+		Short: "Run one of a module's CLI commands (runmodulecli); with NAME alone, list them",
+		Long: `cli asks the daemon to run COMMAND in the module, prints the module's stdout
+and stderr as they came back, and exits with the module's exit code (1 for a
+code outside 0-255). Flags after NAME belong to the module's command.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := o.context()
+			defer stop()
+			if len(args) == 1 {
+				return o.listCli(ctx, args[0])
+			}
+			res, err := o.client().RunCli(ctx, args[0], args[1], args[2:])
+			if err != nil {
+				return o.daemonError("cli "+args[0]+" "+args[1], err)
+			}
+			o.stdout.Write(res.GetStdout())
+			o.stderr.Write(res.GetStderr())
+			switch code := res.GetExitCode(); {
+			case code == 0:
+				return nil
+			case code < 0 || code > 255:
+				// The shell would see code%256, and 256 would read as success.
+				return moduleExit{code: 1}
+			default:
+				return moduleExit{code: int(code)}
+			}
+		},
+	}
+	// Everything after NAME is the module's, --help included.
+	cmd.Flags().SetInterspersed(false)
+	return cmd
+}
+
+// listCli prints the commands a module registered.
+func (o *operator) listCli(ctx context.Context, name string) error {
+	specs, err := o.client().CliSpecs(ctx)
+	if err != nil {
+		return o.daemonError("cli "+name, err)
+	}
+	spec, ok := specs[name]
+	if !ok {
+		known := make([]string, 0, len(specs))
+		for n := range specs {
+			known = append(known, n)
+		}
+		sort.Strings(known)
+		return badInput(fmt.Errorf("cli %s: the module registered no CLI (modules with one: %s)", name, orNone(known)))
+	}
+	if spec.GetAbout() != "" {
+		fmt.Fprintf(o.stdout, "%s: %s\n\n", name, spec.GetAbout())
+	}
+	tw := tabwriter.NewWriter(o.stdout, 0, 0, 2, ' ', 0)
+	for _, c := range spec.GetCommands() {
+		usage := c.GetUsage()
+		if usage == "" {
+			usage = c.GetName()
+		}
+		fmt.Fprintf(tw, "  %s\t%s\n", usage, c.GetAbout())
+	}
+	return tw.Flush()
+}
+
+func (o *operator) eventsCommand() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "events [--json]",
+		Short: "Print lifecycle and state events as the daemon publishes them, until Ctrl-C",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := o.context()
+			defer stop()
+			enc := json.NewEncoder(o.stdout)
+			err := o.client().Events(ctx, func(ev admin.Event) error {
+				if asJSON {
+					return enc.Encode(ev)
+				}
+				_, err := fmt.Fprintf(o.stdout, "%s  %-8s  %s  %s  %s\n", ev.Time.Local().Format(time.TimeOnly), ev.Kind, ev.Module, orDash(ev.State), ev.Detail)
+				return err
+			})
+			if err != nil {
+				return o.daemonError("events", err)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object per line")
+	return cmd
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func withLimit(v string, limit uint64, format func(uint64) string) string {
+	if limit == 0 {
+		return v
+	}
+	return v + "/" + format(limit)
+}
+
+// humanBytes prints n in IEC units: 512B, 3.4MiB, 256MiB.
+func humanBytes(n uint64) string {
+	if n < 1024 {
+		return fmt.Sprintf("%dB", n)
+	}
+	v := float64(n)
+	units := []string{"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
+	i := -1
+	for v >= 1024 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	if v < 10 {
+		return strings.TrimSuffix(fmt.Sprintf("%.1f", v), ".0") + units[i]
+	}
+	return fmt.Sprintf("%.0f%s", v, units[i])
+}
+
+// humanDuration prints d to the two most significant units: 45s, 12m03s,
+// 3h12m, 2d04h.
+func humanDuration(d time.Duration) string {
+	if d < 0 {
+		d = 0
+	}
+	s := int64(d / time.Second)
+	switch {
+	case s < 60:
+		return fmt.Sprintf("%ds", s)
+	case s < 3600:
+		return fmt.Sprintf("%dm%02ds", s/60, s%60)
+	case s < 86400:
+		return fmt.Sprintf("%dh%02dm", s/3600, s%3600/60)
+	}
+	return fmt.Sprintf("%dd%02dh", s/86400, s%86400/3600)
+}
+
+// cpuTime prints CPU time: 0.42s below a minute, then as a duration.
+func cpuTime(nanos uint64) string {
+	d := time.Duration(nanos)
+	if d < time.Minute {
+		return fmt.Sprintf("%.2fs", d.Seconds())
+	}
+	return humanDuration(d)
+}

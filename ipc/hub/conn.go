@@ -1,0 +1,495 @@
+package hub
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/blvm/blvm-sandbox/ipc"
+	"github.com/blvm/blvm-sandbox/ipc/pb"
+)
+
+// writeBatch is how many bytes the writer gathers before one write.
+const writeBatch = 64 << 10
+
+// conn is one connection of a module.
+//
+// Reading: exactly one goroutine reads at a time. The reader runs the cheap
+// checks on each request and answers it itself; the read turn passes to
+// another goroutine when more input is waiting, when the handler waits on
+// its context, or when the watchdog sees the handler run long. Requests thus
+// run concurrently and are answered in any order.
+//
+// Writing: the writer goroutine batches whatever is queued in out and
+// events; a worker whose response finds nothing queued and nobody writing
+// writes it directly. Either way wmu serialises writes, and only this
+// connection's goroutines ever wait on it or on out, so a module that stops
+// reading stalls itself alone. Events never wait: when the events queue is
+// full they are dropped and counted.
+type conn struct {
+	m   *module
+	h   *Hub
+	nc  net.Conn
+	log *slog.Logger
+
+	out       chan []byte    // framed responses and invocations
+	events    chan *hubEvent // events to deliver, bounded
+	dropped   atomic.Uint64  // events dropped since the last delivery
+	done      chan struct{}  // closed when the connection is closing
+	once      sync.Once
+	seq       uint64                // event sequence, under wmu
+	invSeq    atomic.Uint64         // invocation ids
+	wmu       sync.Mutex            // held while writing to nc
+	br        *bufio.Reader         // read side, used only by the goroutine that holds the read turn
+	rc        syscall.RawConn       // for the publisher's non-blocking writes; nil if nc has none
+	evPending atomic.Int64          // events queued or partly written, not yet on the socket
+	partial   []byte                // under wmu: the unwritten rest of a frame, goes out first
+	scratch   []byte                // under wmu: the publisher's frame buffer
+	rawWrite  func(fd uintptr) bool // under wmu: writes rawBuf once, never waits
+	rawBuf    []byte
+	rawN      int
+	rawErr    error
+	cleanOnce sync.Once
+	turns     chan struct{} // hands the read turn to an idle worker
+	idle      atomic.Int32  // workers waiting for the read turn
+	// inlineSince is when the reader started running a request itself
+	// (UnixNano), 0 when it is not.
+	inlineSince atomic.Int64
+	pmu         sync.Mutex // guards pending and subs
+	pending     map[uint64]*pendingInvocation
+	subs        map[string]struct{}
+}
+
+func newConn(m *module, nc net.Conn) *conn {
+	c := &conn{
+		m:       m,
+		h:       m.h,
+		nc:      nc,
+		log:     m.h.log.With("module", m.spec.Name),
+		out:     make(chan []byte, m.h.cfg.MaxInFlight+16),
+		events:  make(chan *hubEvent, m.h.cfg.EventQueue),
+		done:    make(chan struct{}),
+		turns:   make(chan struct{}),
+		pending: make(map[uint64]*pendingInvocation),
+		subs:    make(map[string]struct{}),
+	}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			c.rc = rc
+		}
+	}
+	c.rawWrite = func(fd uintptr) bool {
+		c.rawN, c.rawErr = syscall.Write(int(fd), c.rawBuf)
+		return true // one attempt; the publisher never waits for the socket
+	}
+	return c
+}
+
+// close stops the connection; it is safe to call more than once and from any
+// goroutine. The reader notices and cleans up.
+func (c *conn) close() {
+	c.once.Do(func() {
+		close(c.done)
+		_ = c.nc.Close()
+	})
+}
+
+// closeUnregistered closes a connection that never got goroutines.
+func (c *conn) closeUnregistered() {
+	c.close()
+	c.m.stats.connsClosed.Add(1)
+}
+
+// serve runs the connection: handshake, then read and dispatch frames until
+// the connection ends.
+func (c *conn) serve() {
+	go c.writeLoop()
+	c.br = bufio.NewReaderSize(c.nc, 32<<10)
+	if !c.handshake(c.br) {
+		c.cleanup()
+		c.m.wg.Done()
+		return
+	}
+	c.worker()
+}
+
+// readLoop reads and dispatches frames while this goroutine holds the read
+// turn: exactly one goroutine reads at a time. It returns true when it passed
+// the turn on and ran a request, false when the connection has ended and
+// been cleaned up.
+func (c *conn) readLoop() bool {
+	for {
+		env, err := ipc.ReadEnvelope(c.br, c.h.cfg.MaxFrame)
+		if err != nil {
+			if isBadFrame(err) {
+				c.m.stats.badFrames.Add(1)
+				c.log.Warn("hub: bad frame; closing the connection", "err", err)
+			}
+			c.cleanup()
+			return false
+		}
+		switch b := env.Body.(type) {
+		case *pb.Envelope_Request:
+			j, ok := c.admit(b.Request)
+			if !ok {
+				continue
+			}
+			if c.br.Buffered() > 0 {
+				// More is waiting: pass the read turn on now and answer
+				// this request here, so both proceed at once.
+				c.handOff()
+				c.run(j, nil)
+				return true
+			}
+			// Nothing else waiting: answer inline, which costs no goroutine
+			// wake-up. If the handler waits on its context, or the watchdog
+			// sees it run long, the turn passes on (yieldTurn) so the next
+			// request is never held up for long.
+			c.inlineSince.Store(time.Now().UnixNano())
+			c.h.watch()
+			c.run(j, c.yieldTurn)
+			if c.inlineSince.Swap(0) == 0 {
+				return true // the turn went to another goroutine
+			}
+		case *pb.Envelope_Log:
+			c.handleLog(b.Log)
+		case *pb.Envelope_InvocationResult:
+			c.handleInvocationResult(b.InvocationResult)
+		case *pb.Envelope_RegisterCliSpec:
+			c.handleRegisterCli(b.RegisterCliSpec)
+		default:
+			c.m.stats.badFrames.Add(1)
+			c.log.Warn("hub: unexpected message from module; closing the connection", "message", messageName(env))
+			c.cleanup()
+			return false
+		}
+	}
+}
+
+// isBadFrame tells a protocol violation (counted) from the peer or the hub
+// simply closing the connection.
+func isBadFrame(err error) bool {
+	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+		return false
+	}
+	var oe *net.OpError
+	return !errors.As(err, &oe)
+}
+
+func messageName(env *pb.Envelope) string {
+	if env == nil || env.Body == nil {
+		return "none"
+	}
+	return string(env.ProtoReflect().WhichOneof(env.ProtoReflect().Descriptor().Oneofs().ByName("body")).Name())
+}
+
+// handshake reads Hello within the deadline and answers Welcome. A missing,
+// malformed or mismatched Hello closes the connection.
+func (c *conn) handshake(br *bufio.Reader) bool {
+	fail := func(msg string, args ...any) bool {
+		c.m.stats.handshakeFailures.Add(1)
+		c.log.Warn("hub: handshake failed; closing the connection: "+msg, args...)
+		return false
+	}
+	_ = c.nc.SetReadDeadline(time.Now().Add(c.h.cfg.HandshakeTimeout))
+	env, err := ipc.ReadEnvelope(br, c.h.cfg.MaxFrame)
+	if err != nil {
+		var ne net.Error
+		switch {
+		case errors.As(err, &ne) && ne.Timeout():
+			return fail("no Hello within the deadline", "timeout", c.h.cfg.HandshakeTimeout)
+		case isBadFrame(err):
+			c.m.stats.badFrames.Add(1)
+			return fail("bad frame", "err", err)
+		case errors.Is(err, net.ErrClosed):
+			return false
+		default:
+			return fail("connection ended before Hello", "err", err)
+		}
+	}
+	_ = c.nc.SetReadDeadline(time.Time{})
+	hb, ok := env.Body.(*pb.Envelope_Hello)
+	if !ok {
+		return fail("first message is not Hello", "message", messageName(env))
+	}
+	hello := hb.Hello
+	if hello.ProtocolVersion != ipc.ProtocolVersion {
+		return fail("unsupported protocol version", "got", hello.ProtocolVersion, "want", ipc.ProtocolVersion)
+	}
+	if hello.ModuleName != c.m.spec.Name {
+		// The socket says who the module is; a different claim is refused.
+		return fail("module name does not match the socket", "claimed", hello.ModuleName, "socket", c.m.spec.Name)
+	}
+	if hello.ModuleVersion != c.m.spec.Version {
+		// Only the name is identity; a different version is worth a line.
+		c.log.Warn("hub: module claims a version other than the verified one", "claimed", hello.ModuleVersion, "verified", c.m.spec.Version)
+	}
+	acl := c.m.spec.ACL
+	w := &pb.Welcome{
+		ProtocolVersion:  ipc.ProtocolVersion,
+		NodeVersion:      c.h.cfg.NodeVersion,
+		ModuleId:         c.m.spec.ID,
+		Capabilities:     append([]string(nil), c.m.spec.Capabilities...),
+		PublishNamespace: acl.PublishNamespace,
+		MaxFrameBytes:    uint32(c.h.cfg.MaxFrame),
+		Network:          c.h.b.Network(),
+	}
+	for _, g := range acl.Methods {
+		w.Methods = append(w.Methods, g.Name)
+	}
+	for _, g := range acl.Events {
+		w.Events = append(w.Events, g.Name)
+	}
+	frame, err := ipc.MarshalEnvelope(&pb.Envelope{Body: &pb.Envelope_Welcome{Welcome: w}}, c.h.cfg.MaxFrame)
+	if err != nil {
+		return fail("encode Welcome", "err", err)
+	}
+	if !c.send(frame) {
+		return false
+	}
+	c.log.Debug("hub: module connected", "version", hello.ModuleVersion)
+	c.h.markReady(c.m.spec.Name)
+	return true
+}
+
+// cleanup runs once the reader stops: the connection is closed, its
+// subscriptions and registrations removed, waiting invocations failed.
+func (c *conn) cleanup() {
+	c.cleanOnce.Do(c.doCleanup)
+}
+
+func (c *conn) doCleanup() {
+	c.close()
+	c.h.unsubscribeAll(c)
+	c.pmu.Lock()
+	pend := c.pending
+	c.pending = make(map[uint64]*pendingInvocation)
+	c.pmu.Unlock()
+	for _, p := range pend {
+		p.finish(nil, fmt.Errorf("%w: connection closed", ErrUnavailable))
+	}
+	m := c.m
+	m.mu.Lock()
+	delete(m.conns, c)
+	if m.apiConn == c {
+		m.api, m.apiConn = nil, nil
+	}
+	if m.cli != nil && m.cli.conn == c {
+		m.cli = nil
+	}
+	m.mu.Unlock()
+	m.stats.connsClosed.Add(1)
+}
+
+// send queues a framed message for the writer, waiting while the queue is
+// full (only this module's goroutines wait). It reports false if the
+// connection closed first.
+func (c *conn) send(frame []byte) bool {
+	select {
+	case c.out <- frame:
+		return true
+	case <-c.done:
+		return false
+	}
+}
+
+func (c *conn) respond(id uint64, code pb.ErrorCode, msg string, result []byte) {
+	frame, err := marshalResponse(id, code, msg, result, c.h.cfg.MaxFrame)
+	if err != nil {
+		c.log.Warn("hub: response too large", "id", id, "err", err)
+		frame, _ = marshalResponse(id, pb.ErrorCode_INTERNAL, "result exceeds the frame limit", nil, c.h.cfg.MaxFrame)
+	}
+	// Fast path: nothing queued and nobody writing, so write it here and save
+	// the hand-off to the writer. Only this connection's goroutines ever hold
+	// wmu, so a module that stops reading blocks only itself.
+	if len(c.out) == 0 && c.wmu.TryLock() {
+		if true {
+			_, err := c.nc.Write(frame)
+			c.wmu.Unlock()
+			if err != nil {
+				c.close()
+			}
+			return
+		}
+		c.wmu.Unlock()
+	}
+	c.send(frame)
+}
+
+// marshalResponse frames a Response. It encodes straight after the length
+// prefix, saving the copy MarshalEnvelope makes; the framing is the same.
+func marshalResponse(id uint64, code pb.ErrorCode, msg string, result []byte, max int) ([]byte, error) {
+	env := &pb.Envelope{Body: &pb.Envelope_Response{Response: &pb.Response{
+		Id: id, Code: code, Message: msg, Result: result,
+	}}}
+	size := proto.Size(env)
+	if size > max {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ipc.ErrFrameTooLarge, size, max)
+	}
+	buf := binary.BigEndian.AppendUint32(make([]byte, 0, 4+size), uint32(size))
+	return proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(buf, env)
+}
+
+// writeLoop is the connection's writer goroutine. It gathers whatever is
+// queued into one buffer and writes it with one call, holding wmu from the
+// moment it frames the first item, so event sequence numbers follow the
+// order of the bytes on the socket.
+func (c *conn) writeLoop() {
+	defer c.m.wg.Done()
+	buf := make([]byte, 0, writeBatch)
+	for {
+		var first []byte
+		var firstEv *hubEvent
+		select {
+		case first = <-c.out:
+		case firstEv = <-c.events:
+		case <-c.done:
+			return
+		}
+		c.wmu.Lock()
+		buf = buf[:0]
+		var nev, taken uint64
+		if c.partial != nil {
+			// The rest of a frame a publisher began writing goes first.
+			buf = append(buf, c.partial...)
+			c.partial = nil
+			taken++
+		}
+		buf = append(buf, first...)
+		if firstEv != nil {
+			buf, nev = c.appendEvent(buf, firstEv, nev)
+			taken++
+		}
+	gather:
+		for len(buf) < writeBatch {
+			select {
+			case f := <-c.out:
+				buf = append(buf, f...)
+			case ev := <-c.events:
+				if ev != nil {
+					buf, nev = c.appendEvent(buf, ev, nev)
+					taken++
+				}
+			default:
+				break gather
+			}
+		}
+		_, err := c.nc.Write(buf)
+		c.evPending.Add(-int64(taken))
+		c.wmu.Unlock()
+		if err != nil {
+			c.close()
+			return
+		}
+		if nev > 0 {
+			c.m.stats.eventsDelivered.Add(nev)
+		}
+		if cap(buf) > 4*writeBatch {
+			buf = make([]byte, 0, writeBatch)
+		}
+	}
+}
+
+// deliver hands ev to this connection without ever blocking the publisher.
+// When nothing of this connection's is queued or being written, the
+// publisher writes the frame itself with one non-blocking write, which saves
+// waking the writer goroutine: on a 100-module fan-out that is most of the
+// cost. Whatever the socket does not take at once is left in partial for the
+// writer. Otherwise ev is queued, or dropped and counted when the queue is
+// full.
+func (c *conn) deliver(ev *hubEvent) {
+	if c.rc != nil && c.evPending.Load() == 0 && c.wmu.TryLock() {
+		if c.evPending.Load() == 0 && c.partial == nil {
+			c.writeEventLocked(ev)
+			c.wmu.Unlock()
+			return
+		}
+		c.wmu.Unlock()
+	}
+	// evPending rises before the event is visible in the queue, so a later
+	// event never overtakes this one through the direct path.
+	c.evPending.Add(1)
+	select {
+	case c.events <- ev:
+	default:
+		c.evPending.Add(-1)
+		c.dropped.Add(1)
+		c.m.stats.eventsDropped.Add(1)
+	}
+}
+
+// writeEventLocked frames ev and tries one non-blocking write. Call with wmu
+// held and nothing pending.
+func (c *conn) writeEventLocked(ev *hubEvent) {
+	frame, n := c.appendEvent(c.scratch[:0], ev, 0)
+	c.scratch = frame[:0]
+	if n == 0 {
+		return // too large: dropped and counted
+	}
+	c.rawBuf = frame
+	err := c.rc.Write(c.rawWrite)
+	written, werr := c.rawN, c.rawErr
+	c.rawBuf = nil
+	if err != nil {
+		c.close()
+		return
+	}
+	if written < 0 {
+		written = 0
+	}
+	if werr != nil && werr != syscall.EAGAIN && werr != syscall.EINTR {
+		c.close()
+		return
+	}
+	c.m.stats.eventsDelivered.Add(1)
+	if written == len(frame) {
+		return
+	}
+	c.partial = append([]byte(nil), frame[written:]...)
+	c.evPending.Add(1)
+	// Wake the writer. If the queue is full, the writer is awake anyway.
+	select {
+	case c.events <- nil:
+	default:
+	}
+}
+
+// appendEvent frames ev for this connection, with its sequence number and the
+// count of events dropped since the previous delivery. The fields every
+// subscriber shares were encoded once at publish; only these two are
+// appended here (protobuf allows fields in any order).
+func (c *conn) appendEvent(buf []byte, ev *hubEvent, n uint64) ([]byte, uint64) {
+	dropped := c.dropped.Swap(0)
+	seq := c.seq + 1
+	var tail [2 * (1 + binary.MaxVarintLen64)]byte
+	t := protowire.AppendVarint(protowire.AppendTag(tail[:0], 2, protowire.VarintType), seq)
+	if dropped > 0 {
+		t = protowire.AppendVarint(protowire.AppendTag(t, 6, protowire.VarintType), dropped)
+	}
+	eventLen := len(ev.encoded) + len(t)
+	envLen := 1 + protowire.SizeVarint(uint64(eventLen)) + eventLen
+	if envLen > c.h.cfg.MaxFrame {
+		c.dropped.Add(dropped + 1)
+		c.m.stats.eventsDropped.Add(1)
+		c.log.Warn("hub: event exceeds the frame limit; dropped", "type", ev.typ, "bytes", envLen)
+		return buf, n
+	}
+	c.seq = seq
+	buf = binary.BigEndian.AppendUint32(buf, uint32(envLen))
+	buf = protowire.AppendTag(buf, 5, protowire.BytesType) // Envelope.event
+	buf = protowire.AppendVarint(buf, uint64(eventLen))
+	buf = append(buf, ev.encoded...)
+	buf = append(buf, t...)
+	return buf, n + 1
+}
