@@ -15,6 +15,8 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"github.com/blvm/blvm-sandbox/devchain"
+	"github.com/blvm/blvm-sandbox/ipc/hub"
 	"github.com/blvm/blvm-sandbox/loader"
 	"github.com/blvm/blvm-sandbox/nodeconfig"
 	"github.com/blvm/blvm-sandbox/runtime"
@@ -37,7 +39,8 @@ func newRunCommand(stdout, stderr io.Writer) *cobra.Command {
 		Long: `run verifies the module, compiles its policy and runs the verified binary
 in its container with stdout and stderr on this terminal. It exits with the
 module's exit code (128+signal if it was killed, 125 if it never started).
-Ctrl-C or --timeout stops the module and cleans up.`,
+The module talks to the API hub on the embedded dev chain (kept under the
+runtime root). Ctrl-C or --timeout stops the module and cleans up.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runModule(stdout, stderr, &f, args[0])
@@ -98,10 +101,24 @@ func runModule(stdout, stderr io.Writer, f *runFlags, dir string) error {
 		ctx, cancel = context.WithTimeout(ctx, f.timeout)
 		defer cancel()
 	}
+	// The module talks to a real hub on the embedded dev chain.
+	chain, err := devchain.Open(filepath.Join(root, "devchain.db"), devchain.Options{Logger: log})
+	if err != nil {
+		return fmt.Errorf("run: dev chain: %w", err)
+	}
+	defer chain.Close()
+	go chain.Run(ctx)
+	h := hub.New(chain, hub.Config{NodeVersion: cfg.Node.Version, Logger: log})
+	defer h.Close()
 	name := prep.Manifest.Name
+	spec := hub.ModuleSpec{
+		ID: name + "@" + prep.Manifest.Version, Name: name, Version: prep.Manifest.Version,
+		Capabilities: prep.Capabilities.Names(), ACL: prep.Policy.Hub,
+	}
 	err = sup.Start(ctx, runtime.Module{
 		Policy: prep.Policy, Binary: prep.Verified.StorePath, Config: prep.Config,
-		Serve: serveStandIn, Stdout: stdout, Stderr: stderr,
+		Serve:  func(ln net.Listener) error { return h.Attach(spec, ln) },
+		Stdout: stdout, Stderr: stderr,
 	})
 	if err != nil {
 		return fmt.Errorf("run: %w", err)
@@ -126,25 +143,6 @@ func runModule(stdout, stderr io.Writer, f *runFlags, dir string) error {
 	}
 	sup.Stop(context.Background(), name)
 	return moduleExit{code: exit.ShellCode()}
-}
-
-// serveStandIn accepts the module's connections and reads what it sends,
-// answering nothing. It stands in for the hub until the run command serves
-// the real one.
-func serveStandIn(ln net.Listener) error {
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				io.Copy(io.Discard, c)
-				c.Close()
-			}()
-		}
-	}()
-	return nil
 }
 
 // shimPath finds the static shim: the flag, or the file beside this binary.
