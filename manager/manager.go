@@ -57,6 +57,7 @@ type entry struct {
 	state    string // a runtime.State, or "refused"
 	reason   string // why refused or failed
 	lastExit string
+	restarts int // as last reported by the supervisor
 }
 
 // StateRefused marks a module that could not load: verification, its
@@ -361,7 +362,7 @@ func (m *Manager) onRuntimeEvent(ev runtime.Event) {
 	}
 	endedByItself := false
 	if e != nil {
-		e.state = string(ev.State)
+		e.state, e.restarts = string(ev.State), ev.Restarts
 		if ev.Exit != nil {
 			e.lastExit = detail
 		}
@@ -399,7 +400,7 @@ func (m *Manager) Modules() []admin.ModuleInfo {
 	infos := make([]admin.ModuleInfo, 0, len(names))
 	for _, n := range names {
 		e := m.known[n]
-		info := admin.ModuleInfo{Name: n, State: e.state, Error: e.reason, LastExit: e.lastExit}
+		info := admin.ModuleInfo{Name: n, State: e.state, Error: e.reason, LastExit: e.lastExit, Restarts: e.restarts}
 		if e.cand.Manifest != nil {
 			info.Version = e.cand.Manifest.Version
 			info.Dependencies = slices.Sorted(maps.Keys(e.cand.Manifest.Dependencies))
