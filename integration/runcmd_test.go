@@ -150,3 +150,47 @@ func TestRootRunRefusesTamperedBinary(t *testing.T) {
 		t.Fatalf("tampered binary: exit %d, stderr %q; want 1 naming the hash", r.code, r.stderr)
 	}
 }
+
+// install verifies, then copies the verified bytes into the modules dir;
+// a tampered module is refused and nothing lands there.
+func TestRootInstall(t *testing.T) {
+	requireRoot(t)
+	bin := buildCLI(t)
+	dir, nodeConfig, root := signedHostile(t, bin, "exit", "0")
+	modules := filepath.Join(root, "modules")
+	r := runCLI(t, bin, "install", "--node-config", nodeConfig, dir)
+	if r.code != 0 || !strings.Contains(r.stdout, "installed hostile 1.0.0") {
+		t.Fatalf("install: %+v", r)
+	}
+	want, _ := os.ReadFile(filepath.Join(dir, "hostile"))
+	got, err := os.ReadFile(filepath.Join(modules, "hostile", "hostile"))
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("installed binary differs: %v", err)
+	}
+	for _, f := range []string{"module.toml", "config.toml"} {
+		if _, err := os.Stat(filepath.Join(modules, "hostile", f)); err != nil {
+			t.Errorf("%s not installed: %v", f, err)
+		}
+	}
+	// Tamper, reinstall: refused, and the installed copy is untouched.
+	f, _ := os.OpenFile(filepath.Join(dir, "hostile"), os.O_WRONLY, 0)
+	st, _ := f.Stat()
+	f.WriteAt([]byte{0xff}, st.Size()-1)
+	f.Close()
+	// With the sealed entry in the store, the tampered file is never read:
+	// what gets installed are the bytes that were verified.
+	r = runCLI(t, bin, "install", "--node-config", nodeConfig, dir)
+	got, _ = os.ReadFile(filepath.Join(modules, "hostile", "hostile"))
+	if r.code != 0 || !bytes.Equal(got, want) {
+		t.Fatalf("install with a sealed entry: %+v; installed the verified bytes: %v", r, bytes.Equal(got, want))
+	}
+	os.RemoveAll(filepath.Join(root, "store")) // now the module's own file must be hashed
+	r = runCLI(t, bin, "install", "--node-config", nodeConfig, dir)
+	if r.code != 1 || !strings.Contains(r.stderr, "hash") {
+		t.Fatalf("tampered install: %+v", r)
+	}
+	got, _ = os.ReadFile(filepath.Join(modules, "hostile", "hostile"))
+	if !bytes.Equal(got, want) {
+		t.Fatal("a refused install changed the installed module")
+	}
+}

@@ -77,6 +77,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(newVerifyCommand(stdout))
 	root.AddCommand(newRunCommand(stdout, stderr))
 	root.AddCommand(newUpCommand(stdout, stderr))
+	root.AddCommand(newInstallCommand(stdout, stderr))
 	addOperatorCommands(root, stdout, stderr)
 	return root
 }

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/blvm/blvm-sandbox/manager"
+	"github.com/blvm/blvm-sandbox/nodeconfig"
+	"github.com/blvm/blvm-sandbox/runtime"
+)
+
+func newInstallCommand(stdout, stderr io.Writer) *cobra.Command {
+	var nodeConfig string
+	var allowDowngrade bool
+	cmd := &cobra.Command{
+		Use:   "install --node-config FILE MODULE_DIR",
+		Short: "Verify a module, then copy it into the modules dir",
+		Long: `install runs every check a load runs (signatures against the pinned keys,
+the hash, capabilities, versions), then copies module.toml, config.toml and
+the verified binary into [paths] modules_dir/<name>. A running daemon picks it
+up with 'blvm-sandbox load NAME'.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if nodeConfig == "" {
+				return badInput(errors.New("install: --node-config FILE is required"))
+			}
+			cfg, err := nodeconfig.Parse(nodeConfig)
+			if err != nil {
+				return badInput(err)
+			}
+			host, err := runtime.DetectHost("/sys/fs/cgroup")
+			if err != nil {
+				return fmt.Errorf("install: host: %w", err)
+			}
+			prep, dst, err := manager.Install(args[0], cfg, host, allowDowngrade)
+			if err != nil {
+				return refused(fmt.Errorf("install: %w", err))
+			}
+			for _, w := range prep.Warnings {
+				fmt.Fprintln(stderr, "warning:", w)
+			}
+			fmt.Fprintf(stdout, "installed %s %s into %s (capabilities: %s)\n", prep.Manifest.Name, prep.Manifest.Version, dst, orNone(prep.Capabilities.Names()))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&nodeConfig, "node-config", "", "operator node config (required)")
+	cmd.Flags().BoolVar(&allowDowngrade, "allow-downgrade", false, "replace an installed higher version")
+	return cmd
+}
