@@ -43,9 +43,12 @@ type launchSpec struct {
 	stderr io.Writer
 }
 
-// launch creates and starts the module's container. On error nothing is
-// left behind: the container is destroyed and its cgroup removed.
-func (l Layout) launch(ls launchSpec, stats statsReader) (*instance, error) {
+// create creates the module's container and runs its init up to the point
+// just before it execs the shim: namespaces, mounts, cgroups, rlimits and
+// seccomp are in place, and the init waits on libcontainer's exec fifo until
+// exec. Creating ahead of time takes the heavy part off the start path. On
+// error nothing is left behind.
+func (l Layout) create(ls launchSpec, stats statsReader) (*instance, error) {
 	name := ls.policy.Module.Name
 	cfg, err := ls.policy.LibcontainerConfig(policy.HostPaths{
 		Rootfs:     ls.bundle.rootfs,
@@ -80,16 +83,25 @@ func (l Layout) launch(ls launchSpec, stats statsReader) (*instance, error) {
 		Stderr: ls.stderr,
 		Init:   true,
 	}
-	if err := c.Run(p); err != nil {
+	if err := c.Start(p); err != nil {
 		destroyErr := c.Destroy()
 		return nil, errors.Join(fmt.Errorf("start container: %w", err), destroyErr)
 	}
 	inst := &instance{
 		name: name, container: c, process: p, cgroup: l.CgroupPath(name), stats: stats,
-		started: time.Now(), done: make(chan struct{}),
+		done: make(chan struct{}),
 	}
 	go inst.reap()
 	return inst, nil
+}
+
+// exec lets the waiting init exec the shim, which execs the module.
+func (i *instance) exec() error {
+	i.started = time.Now()
+	if err := i.container.Exec(); err != nil {
+		return fmt.Errorf("exec %s: %w", i.name, err)
+	}
+	return nil
 }
 
 // reap waits for the module's process and records why it ended. The OOM

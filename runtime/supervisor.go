@@ -118,6 +118,8 @@ type supervised struct {
 	mu       sync.Mutex
 	status   Status
 	inst     *instance
+	standby  *instance // created by Prepare, run by the loop's first start
+	looping  bool      // Run has started the loop
 	crashes  []time.Time
 	finalErr error
 }
@@ -161,8 +163,20 @@ func NewSupervisor(opts Options) (*Supervisor, error) {
 
 // Start loads a module and starts it, returning once it is running (its
 // first frame reached the socket) or its first start failed. After that it
-// is supervised until Stop.
+// is supervised until Stop. It is Prepare, then Run.
 func (s *Supervisor) Start(ctx context.Context, m Module) error {
+	if err := s.Prepare(ctx, m); err != nil {
+		return err
+	}
+	return s.Run(ctx, m.Policy.Module.Name)
+}
+
+// Prepare loads a module (uid range, data dir, log, socket handed to the hub)
+// and creates its container up to the moment before the module runs. It is
+// the slow part of a start, and it can run for many modules at once while
+// Run starts them in dependency order. A prepared module that is never Run
+// is removed by Stop.
+func (s *Supervisor) Prepare(ctx context.Context, m Module) error {
 	name := m.Policy.Module.Name
 	if err := checkName(name); err != nil {
 		return err
@@ -184,6 +198,34 @@ func (s *Supervisor) Start(ctx context.Context, m Module) error {
 		s.forget(name)
 		return fmt.Errorf("start %s: %w", name, err)
 	}
+	inst, err := s.createInstance(sv)
+	if err != nil {
+		s.unload(sv)
+		s.forget(name)
+		return fmt.Errorf("start %s: %w", name, err)
+	}
+	sv.mu.Lock()
+	sv.standby = inst
+	sv.mu.Unlock()
+	return nil
+}
+
+// Run starts a prepared module and supervises it; it returns once the
+// module's first frame reached its socket, or its first start failed.
+func (s *Supervisor) Run(ctx context.Context, name string) error {
+	s.mu.Lock()
+	sv, ok := s.modules[name]
+	s.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("run %s: %w", name, ErrNotLoaded)
+	}
+	sv.mu.Lock()
+	if sv.looping {
+		sv.mu.Unlock()
+		return fmt.Errorf("run %s: already running", name)
+	}
+	sv.looping = true
+	sv.mu.Unlock()
 	first := make(chan error, 1)
 	go s.loop(sv, first)
 	select {
@@ -301,23 +343,42 @@ func (s *Supervisor) loop(sv *supervised, first chan<- error) {
 	}
 }
 
-// startOnce makes a fresh bundle and container and waits for the module's
-// first frame.
-func (s *Supervisor) startOnce(sv *supervised) (*instance, error) {
-	s.setState(sv, Starting, nil)
+// createInstance makes a fresh bundle and creates the container.
+func (s *Supervisor) createInstance(sv *supervised) (*instance, error) {
 	p := sv.mod.Policy
 	b, err := s.layout.makeBundle(p, sv.mod.Config)
 	if err != nil {
 		return nil, err
 	}
-	ready := sv.ln.reset()
-	inst, err := s.layout.launch(launchSpec{
+	inst, err := s.layout.create(launchSpec{
 		policy: p, binary: sv.mod.Binary, shim: s.opts.Shim, ids: sv.ids, bundle: b,
 		socket: s.layout.Socket(p.Module.Name), data: s.layout.Data(p.Module.Name),
 		stdout: tee(sv.logFile, sv.mod.Stdout), stderr: tee(sv.logFile, sv.mod.Stderr),
 	}, s.stats)
 	if err != nil {
 		b.remove()
+		return nil, err
+	}
+	return inst, nil
+}
+
+// startOnce runs the prepared container (or creates one, after a crash)
+// and waits for the module's first frame.
+func (s *Supervisor) startOnce(sv *supervised) (*instance, error) {
+	s.setState(sv, Starting, nil)
+	sv.mu.Lock()
+	inst := sv.standby
+	sv.standby = nil
+	sv.mu.Unlock()
+	if inst == nil {
+		var err error
+		if inst, err = s.createInstance(sv); err != nil {
+			return nil, err
+		}
+	}
+	ready := sv.ln.reset()
+	if err := inst.exec(); err != nil {
+		inst.stop(s.opts.Grace)
 		return nil, err
 	}
 	sv.mu.Lock()
@@ -404,7 +465,18 @@ func (s *Supervisor) Stop(ctx context.Context, name string) (ExitReason, error) 
 	default:
 		close(sv.stop)
 	}
+	looping, standby := sv.looping, sv.standby
+	sv.standby = nil
 	sv.mu.Unlock()
+	if !looping {
+		// Prepared, never run: destroy the waiting container and unload.
+		if standby != nil {
+			standby.stop(s.opts.Grace)
+		}
+		s.unload(sv)
+		s.forget(name)
+		return ExitReason{}, nil
+	}
 	select {
 	case <-sv.done:
 	case <-ctx.Done():

@@ -314,7 +314,7 @@ func (c *conn) respond(id uint64, code pb.ErrorCode, msg string, result []byte) 
 	// the hand-off to the writer. Only this connection's goroutines ever hold
 	// wmu, so a module that stops reading blocks only itself.
 	if len(c.out) == 0 && c.wmu.TryLock() {
-		if true {
+		if c.partial == nil {
 			_, err := c.nc.Write(frame)
 			c.wmu.Unlock()
 			if err != nil {

@@ -57,13 +57,13 @@ func TestPartialWritesKeepFramesWhole(t *testing.T) {
 	go c.writeLoop()
 	defer func() { c.close(); m.wg.Wait() }()
 
-	const events, responses = 3000, 300
+	const events, responses = 1000, 300
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		for i := 0; i < events; i++ {
-			ev, _ := newHubEvent("x.Y", "p", []byte(strings.Repeat("e", 1500)))
+			ev, _ := newHubEvent("x.Y", "p", []byte(strings.Repeat("e", 20000)))
 			c.deliver(ev)
 		}
 	}()
@@ -94,7 +94,7 @@ func TestPartialWritesKeepFramesWhole(t *testing.T) {
 			t.Fatalf("after %d events, %d responses: %v", seq, got, err)
 		}
 		if ev := env.GetEvent(); ev != nil {
-			if ev.Sequence != seq+1 || (len(ev.Payload) != 1500 && string(ev.Payload) != "end") {
+			if ev.Sequence != seq+1 || (len(ev.Payload) != 20000 && string(ev.Payload) != "end") {
 				t.Fatalf("event %d after %d, %d bytes", ev.Sequence, seq, len(ev.Payload))
 			}
 			seq = ev.Sequence
