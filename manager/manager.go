@@ -126,15 +126,39 @@ func (m *Manager) Discover(ctx context.Context) error {
 
 // LoadAll loads every enabled, discovered module in dependency order. A
 // module that cannot load is refused with its reason; its dependents are
-// refused too; everything else loads.
+// refused too; everything else loads. Verification and container creation
+// (the slow part) run ahead, a few modules at a time; each module is then
+// started only after the modules it requires are running.
 func (m *Manager) LoadAll(ctx context.Context) error {
 	plan := m.plan(func(name string) bool { return m.cfg.IsEnabled(name) })
 	for name, why := range plan.Refused {
 		m.refuse(name, why)
 	}
+	const ahead = 4
+	prepared := make([]chan error, len(plan.Order))
+	slots := make(chan struct{}, ahead)
+	for i := range plan.Order {
+		prepared[i] = make(chan error, 1)
+	}
+	go func() {
+		for i, name := range plan.Order {
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				prepared[i] <- ctx.Err()
+				continue
+			}
+			go func() { prepared[i] <- m.prepare(ctx, name) }()
+		}
+	}()
 	var errs []error
-	for _, name := range plan.Order {
-		if err := m.Load(ctx, name); err != nil {
+	for i, name := range plan.Order {
+		err := <-prepared[i]
+		if err == nil {
+			err = m.run(ctx, name)
+		}
+		<-slots
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -173,10 +197,30 @@ func (m *Manager) Load(ctx context.Context, name string) error {
 		m.mu.Unlock()
 		return fmt.Errorf("%w: %s", admin.ErrUnknownModule, name)
 	}
-	if e.loaded {
-		m.mu.Unlock()
+	loaded := e.loaded
+	m.mu.Unlock()
+	if loaded {
 		return nil
 	}
+	// The plan is checked again against what runs now: the node version,
+	// and the loaded dependencies' versions against the constraints.
+	if err := m.depsLoaded(name); err != nil {
+		return err
+	}
+	if p := m.planWith(name); p != "" {
+		m.refuse(name, p)
+		return fmt.Errorf("load %s: %w: %s", name, admin.ErrConflict, p)
+	}
+	if err := m.prepare(ctx, name); err != nil {
+		return err
+	}
+	return m.run(ctx, name)
+}
+
+// depsLoaded refuses module name unless every module it requires runs.
+func (m *Manager) depsLoaded(name string) error {
+	m.mu.Lock()
+	e := m.known[name]
 	if e.cand.Manifest == nil {
 		m.mu.Unlock()
 		return fmt.Errorf("load %s: %s", name, e.reason)
@@ -188,20 +232,22 @@ func (m *Manager) Load(ctx context.Context, name string) error {
 		}
 		if d, ok := m.known[dep]; !ok || !d.loaded {
 			m.mu.Unlock()
-			err := fmt.Sprintf("requires %s %s, which is not loaded", dep, man.Dependencies[dep])
-			m.refuse(name, err)
-			return fmt.Errorf("load %s: %s", name, err)
+			why := fmt.Sprintf("requires %s %s, which is not loaded", dep, man.Dependencies[dep])
+			m.refuse(name, why)
+			return fmt.Errorf("load %s: %w: %s", name, admin.ErrConflict, why)
 		}
 	}
+	m.mu.Unlock()
+	return nil
+}
+
+// prepare verifies the module, compiles its policy, attaches its socket to
+// the hub and creates its container, ready to run.
+func (m *Manager) prepare(ctx context.Context, name string) error {
+	m.mu.Lock()
+	e := m.known[name]
 	dir := e.cand.Dir
 	m.mu.Unlock()
-
-	// The whole plan is checked again here: the node version, and the
-	// loaded dependencies' versions against the constraints.
-	if p := m.planWith(name); p != "" {
-		m.refuse(name, p)
-		return fmt.Errorf("load %s: %s", name, p)
-	}
 	prep, err := loader.Prepare(dir, m.cfg, loader.Options{Root: m.cfg.Paths.Root, Host: m.opts.Host})
 	if err != nil {
 		m.refuse(name, err.Error())
@@ -210,12 +256,11 @@ func (m *Manager) Load(ctx context.Context, name string) error {
 	for _, w := range prep.Warnings {
 		m.log.Warn("config", "module", name, "warning", w)
 	}
-	id := moduleID(prep.Manifest)
 	spec := hub.ModuleSpec{
-		ID: id, Name: name, Version: prep.Manifest.Version,
+		ID: moduleID(prep.Manifest), Name: name, Version: prep.Manifest.Version,
 		Capabilities: prep.Capabilities.Names(), ACL: prep.Policy.Hub,
 	}
-	err = m.sup.Start(ctx, runtime.Module{
+	err = m.sup.Prepare(ctx, runtime.Module{
 		Policy: prep.Policy, Binary: prep.Verified.StorePath, Config: prep.Config,
 		Serve: func(ln net.Listener) error { return m.hub.Attach(spec, ln) },
 	})
@@ -224,15 +269,37 @@ func (m *Manager) Load(ctx context.Context, name string) error {
 		m.refuse(name, err.Error())
 		return fmt.Errorf("load %s: %w", name, err)
 	}
+	m.mu.Lock()
+	e.prep = prep
+	m.mu.Unlock()
+	return nil
+}
+
+// run starts a prepared module once the modules it requires are running.
+func (m *Manager) run(ctx context.Context, name string) error {
+	if err := m.depsLoaded(name); err != nil {
+		m.sup.Stop(ctx, name) // destroys the prepared container
+		m.hub.Detach(name)
+		return err
+	}
+	m.mu.Lock()
+	e := m.known[name]
+	prep := e.prep
+	m.mu.Unlock()
+	if err := m.sup.Run(ctx, name); err != nil {
+		m.hub.Detach(name)
+		m.refuse(name, err.Error())
+		return fmt.Errorf("load %s: %w", name, err)
+	}
 	if err := verify.RecordLoaded(m.cfg.Paths.Root, name, prep.Manifest.Version); err != nil {
 		m.log.Warn("rollback mark not recorded", "module", name, "err", err)
 	}
 	m.mu.Lock()
-	e.prep, e.loaded, e.reason = prep, true, ""
+	e.loaded, e.reason = true, ""
 	m.order = append(m.order, name)
 	m.mu.Unlock()
-	m.log.Info("module loaded", "module", name, "version", prep.Manifest.Version, "capabilities", spec.Capabilities, "store", prep.Verified.StorePath)
-	m.hub.ModuleLoaded(id, name, prep.Manifest.Version)
+	m.log.Info("module loaded", "module", name, "version", prep.Manifest.Version, "capabilities", prep.Capabilities.Names(), "store", prep.Verified.StorePath)
+	m.hub.ModuleLoaded(moduleID(prep.Manifest), name, prep.Manifest.Version)
 	m.emit(admin.Event{Module: name, Kind: "loaded", State: string(runtime.Running), Detail: prep.Manifest.Version})
 	return nil
 }
@@ -449,7 +516,14 @@ func (m *Manager) RunCli(ctx context.Context, module, command string, args []str
 	if !ok {
 		return nil, fmt.Errorf("%w: %s", admin.ErrUnknownModule, module)
 	}
-	return m.hub.RunCli(ctx, module, command, args)
+	res, err := m.hub.RunCli(ctx, module, command, args)
+	switch {
+	case errors.Is(err, hub.ErrUnknownCommand):
+		err = fmt.Errorf("%w: %w", admin.ErrInvalid, err)
+	case errors.Is(err, hub.ErrUnavailable):
+		err = fmt.Errorf("%w: %w", admin.ErrConflict, err)
+	}
+	return res, err
 }
 
 // Subscribe streams lifecycle and state events until ctx ends. A reader
