@@ -6,12 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/blvm/blvm-sandbox/internal/lazyre"
 	"github.com/blvm/blvm-sandbox/ipc/hub"
 )
 
@@ -34,7 +34,7 @@ var (
 
 const maxVoterLen = 256
 
-var proposalIDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
+var proposalIDPattern = lazyre.New(`^[a-z0-9][a-z0-9-]{0,63}$`)
 
 // storedProposal is a proposal as stored; whether it is open depends on the
 // tip, so it is computed, never stored.
@@ -82,7 +82,7 @@ func getProposal(tx *bolt.Tx, id string) (storedProposal, error) {
 
 func validateProposal(p hub.Proposal) error {
 	switch {
-	case !proposalIDPattern.MatchString(p.ID):
+	case !proposalIDPattern().MatchString(p.ID):
 		return fmt.Errorf("id %q: want 1-64 of a-z, 0-9 and '-', starting with a letter or digit", p.ID)
 	case strings.TrimSpace(p.Title) == "":
 		return errors.New("title is empty")

@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/blvm/blvm-sandbox/internal/lazyre"
 )
 
 // The rewrite functions edit module.toml as text so that a maintainer's
@@ -21,7 +23,7 @@ import (
 // result and compare signing views, so a rewrite can never silently change a
 // signed value.
 
-var tableHeader = regexp.MustCompile(`^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$`)
+var tableHeader = lazyre.New(`^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$`)
 
 // keyLine matches a line assigning key, bare or quoted.
 func keyLine(key string) *regexp.Regexp {
@@ -35,7 +37,7 @@ type region struct{ start, end int }
 func findTable(lines []string, name string) (region, bool) {
 	start := -1
 	for i, l := range lines {
-		m := tableHeader.FindStringSubmatch(l)
+		m := tableHeader().FindStringSubmatch(l)
 		if m == nil {
 			continue
 		}

@@ -4,13 +4,13 @@ import (
 	"encoding/hex"
 	"fmt"
 	"path"
-	"regexp"
 	"strconv"
 	"strings"
 
 	"github.com/Masterminds/semver/v3"
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 
+	"github.com/blvm/blvm-sandbox/internal/lazyre"
 	"github.com/blvm/blvm-sandbox/internal/tomlfile"
 )
 
@@ -27,20 +27,20 @@ const maxExactInt = 1<<53 - 1
 const maxSats = 21_000_000 * 100_000_000
 
 var (
-	nameRE       = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
-	capabilityRE = regexp.MustCompile(`^[a-z][a-z0-9_]{1,63}$`)
-	hashRE       = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
-	thresholdRE  = regexp.MustCompile(`^([0-9]{1,4})-of-([0-9]{1,4})$`)
+	nameRE       = lazyre.New(`^[a-z0-9][a-z0-9-]{0,62}$`)
+	capabilityRE = lazyre.New(`^[a-z][a-z0-9_]{1,63}$`)
+	hashRE       = lazyre.New(`^sha256:[0-9a-f]{64}$`)
+	thresholdRE  = lazyre.New(`^([0-9]{1,4})-of-([0-9]{1,4})$`)
 )
 
 // ValidModuleName reports whether s is a valid module name: lowercase
 // letters, digits and dashes, starting with a letter or digit, at most 63
 // characters. The same rule names dependencies and [modules.<name>] tables.
-func ValidModuleName(s string) bool { return nameRE.MatchString(s) }
+func ValidModuleName(s string) bool { return nameRE().MatchString(s) }
 
 // ValidCapabilityName reports whether s has the shape of a capability name.
 // Whether the capability exists is the capabilities package's question.
-func ValidCapabilityName(s string) bool { return capabilityRE.MatchString(s) }
+func ValidCapabilityName(s string) bool { return capabilityRE().MatchString(s) }
 
 // ParseVersion parses a strict semantic version ("1.2.3", "1.2.3-rc.1"; no
 // "v" prefix, no missing parts). It is the project's one version parser.
@@ -68,7 +68,7 @@ func ParseConstraint(s string) (*semver.Constraints, error) {
 
 // ParseThreshold parses "m-of-n" and requires 1 <= m <= n.
 func ParseThreshold(s string) (m, n int, err error) {
-	sm := thresholdRE.FindStringSubmatch(s)
+	sm := thresholdRE().FindStringSubmatch(s)
 	if sm == nil {
 		return 0, 0, fmt.Errorf("threshold %q: want \"m-of-n\", e.g. \"2-of-3\"", s)
 	}
@@ -158,7 +158,7 @@ func (m *Manifest) validate(file string) Problems {
 	}
 
 	if b := m.Binary; b != nil {
-		if !hashRE.MatchString(b.Hash) {
+		if !hashRE().MatchString(b.Hash) {
 			v.add("binary.hash", "%q: want \"sha256:\" and 64 lowercase hex digits", b.Hash)
 		}
 		if b.Size <= 0 || b.Size > maxExactInt {

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/blvm/blvm-sandbox/internal/atomicfile"
 	"github.com/blvm/blvm-sandbox/policy"
 )
 
@@ -46,8 +45,9 @@ func (l Layout) makeBundle(p *policy.Policy, mergedConfig []byte) (*bundle, erro
 		}
 	}
 	// World-readable: the mapped uid reads it through the bind mount, and
-	// it holds only what the operator wants the module to see.
-	if err := atomicfile.WriteFile(b.config, mergedConfig, 0o644); err != nil {
+	// it holds only what the operator wants the module to see. No fsync: a
+	// bundle lives as long as one run, and recovery removes it after a crash.
+	if err := os.WriteFile(b.config, mergedConfig, 0o644); err != nil {
 		return nil, fmt.Errorf("bundle %s: config: %w", b.dir, err)
 	}
 	return b, nil

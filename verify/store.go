@@ -8,11 +8,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/blvm/blvm-sandbox/internal/lazyre"
 	"github.com/blvm/blvm-sandbox/manifest"
 )
 
@@ -27,7 +27,7 @@ const entryMode = 0o555 // read and execute for the modules' mapped uids; nobody
 // copyBuf is the copy buffer; large enough that syscalls are not the cost.
 const copyBuf = 1 << 20
 
-var hexRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+var hexRE = lazyre.New(`^[0-9a-f]{64}$`)
 
 // Store is the sealed, content-addressed store of verified binaries:
 // Root/store/sha256/<hex>, each entry root-owned, mode 0555, named by the
@@ -55,7 +55,7 @@ func wantBinary(m *manifest.Manifest) (string, int64, error) {
 		return "", 0, errors.New("binary: manifest has no [binary] hash and size")
 	}
 	h, ok := strings.CutPrefix(m.Binary.Hash, "sha256:")
-	if !ok || !hexRE.MatchString(h) {
+	if !ok || !hexRE().MatchString(h) {
 		return "", 0, fmt.Errorf("binary: hash %q: want \"sha256:\" and 64 lowercase hex digits", m.Binary.Hash)
 	}
 	if m.Binary.Size <= 0 {
@@ -247,7 +247,7 @@ func entrySound(path string, size int64) error {
 // an fsck for the store. Seal's reuse path trusts these properties without
 // reading the bytes; Check proves them.
 func (s *Store) Check(hexDigest string) error {
-	if !hexRE.MatchString(hexDigest) {
+	if !hexRE().MatchString(hexDigest) {
 		return fmt.Errorf("store: %q is not a sha256 hex digest", hexDigest)
 	}
 	path := s.Path(hexDigest)

@@ -99,6 +99,9 @@ func runUp(stderr io.Writer, f *upFlags) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM)
 	defer stop()
+	// A closed log pipe must not kill the daemon before it stops its
+	// modules; a failed log write is dropped instead.
+	signal.Ignore(unix.SIGPIPE)
 	srv := admin.NewServer(mgr, admin.ServerOptions{Socket: f.adminSocket, Logger: log})
 	adminDone := make(chan error, 1)
 	go func() { adminDone <- srv.Serve(ctx) }()

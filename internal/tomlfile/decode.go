@@ -4,13 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/blvm/blvm-sandbox/internal/lazyre"
 	"github.com/blvm/blvm-sandbox/internal/suggest"
 )
 
@@ -87,8 +87,8 @@ func (d *Decoder) Unknown(key string, known []string) {
 }
 
 var (
-	typeErrRE  = regexp.MustCompile(`^incompatible types: TOML value has type (.+); destination has type (.+)$`)
-	tableErrRE = regexp.MustCompile(`^type mismatch for .+: expected table but found (.+)$`)
+	typeErrRE  = lazyre.New(`^incompatible types: TOML value has type (.+); destination has type (.+)$`)
+	tableErrRE = lazyre.New(`^type mismatch for .+: expected table but found (.+)$`)
 )
 
 // tomlType names a Go type the way a TOML author thinks of it.
@@ -112,7 +112,7 @@ func tomlType(goType string) string {
 	return goType
 }
 
-var lastKeyRE = regexp.MustCompile(`^toml: (?:line \d+ )?\(last key "([^"]*)"\): `)
+var lastKeyRE = lazyre.New(`^toml: (?:line \d+ )?\(last key "([^"]*)"\): `)
 
 // Decode decodes the primitive p, found at key, into dst and records a
 // problem on failure.
@@ -123,16 +123,16 @@ func (d *Decoder) Decode(key string, p toml.Primitive, dst any) bool {
 	}
 	d.failed = append(d.failed, key)
 	field, msg := key, err.Error()
-	if sm := lastKeyRE.FindStringSubmatch(msg); sm != nil {
+	if sm := lastKeyRE().FindStringSubmatch(msg); sm != nil {
 		if sm[1] != "" {
 			field = sm[1]
 		}
 		msg = msg[len(sm[0]):]
 	}
 	msg = strings.TrimPrefix(msg, "toml: ")
-	if sm := typeErrRE.FindStringSubmatch(msg); sm != nil {
+	if sm := typeErrRE().FindStringSubmatch(msg); sm != nil {
 		msg = fmt.Sprintf("wrong type: want %s, not %s", tomlType(sm[2]), tomlType(sm[1]))
-	} else if sm := tableErrRE.FindStringSubmatch(msg); sm != nil {
+	} else if sm := tableErrRE().FindStringSubmatch(msg); sm != nil {
 		msg = fmt.Sprintf("wrong type: want a table, not %s", tomlType(sm[1]))
 	}
 	d.Add(field, "%s", msg)

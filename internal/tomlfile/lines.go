@@ -4,10 +4,12 @@
 package tomlfile
 
 import (
-	"github.com/BurntSushi/toml"
-	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/blvm/blvm-sandbox/internal/lazyre"
 )
 
 // Lines maps dotted keys to the 1-based line they are written on. Key parts
@@ -46,14 +48,14 @@ func Find(lines map[string]int, key string) int {
 	return 0
 }
 
-var indexRE = regexp.MustCompile(`\[\d+\]`)
+var indexRE = lazyre.New(`\[\d+\]`)
 
 // findUnindexed returns the first line of a key that equals k once its array
 // indices are dropped.
 func findUnindexed(lines map[string]int, k string) int {
 	best := 0
 	for lk, l := range lines {
-		if indexRE.ReplaceAllString(lk, "") == k && (best == 0 || l < best) {
+		if indexRE().ReplaceAllString(lk, "") == k && (best == 0 || l < best) {
 			best = l
 		}
 	}
