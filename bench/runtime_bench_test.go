@@ -20,12 +20,9 @@ import (
 	"github.com/blvm/blvm-sandbox/nodeconfig"
 	"github.com/blvm/blvm-sandbox/policy"
 	"github.com/blvm/blvm-sandbox/runtime"
+	// A container start re-executes this binary as the container's init.
+	_ "github.com/blvm/blvm-sandbox/runtime/containerinit"
 )
-
-func init() {
-	// The benchmark binary is also the container init it starts.
-	runtime.Reexec()
-}
 
 // P1 and P2: a verified module in its full policy, from the call to its
 // first frame on the socket, against peers that start the same static

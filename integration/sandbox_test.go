@@ -21,12 +21,9 @@ import (
 	"github.com/blvm/blvm-sandbox/nodeconfig"
 	"github.com/blvm/blvm-sandbox/policy"
 	"github.com/blvm/blvm-sandbox/runtime"
+	// A container start re-executes this binary as the container's init.
+	_ "github.com/blvm/blvm-sandbox/runtime/containerinit"
 )
-
-func init() {
-	// This test binary is also the container init libcontainer re-executes.
-	runtime.Reexec()
-}
 
 const hostileManifest = `
 name = "%s"

@@ -11,7 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/blvm/blvm-sandbox/runtime"
+	// A container start re-executes this binary as the container's init.
+	_ "github.com/blvm/blvm-sandbox/runtime/containerinit"
 )
 
 // Exit codes shared by every subcommand.
@@ -32,11 +33,6 @@ func (e *exitError) Unwrap() error { return e.err }
 
 func badInput(err error) error { return &exitError{code: exitBadInput, err: err} }
 func refused(err error) error  { return &exitError{code: exitRefused, err: err} }
-
-func init() {
-	// A container start re-executes this binary as the container's init.
-	runtime.Reexec()
-}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
