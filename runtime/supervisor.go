@@ -384,15 +384,26 @@ func (s *Supervisor) startOnce(sv *supervised) (*instance, error) {
 	sv.mu.Lock()
 	sv.inst = inst
 	sv.mu.Unlock()
-	select {
-	case <-ready:
+	running := func() (*instance, error) {
 		sv.mu.Lock()
 		sv.status.StartedAt = inst.started
 		sv.status.Pid, _ = inst.process.Pid()
 		sv.mu.Unlock()
 		s.setState(sv, Running, nil)
 		return inst, nil
+	}
+	select {
+	case <-ready:
+		return running()
 	case <-inst.done:
+		// A module that spoke and ended at once did start (the loop then
+		// handles the exit); its frame may still sit unread in the socket
+		// for a moment after the process is gone.
+		select {
+		case <-ready:
+			return running()
+		case <-time.After(100 * time.Millisecond):
+		}
 		// Ended before it ever spoke: report how it ended.
 		inst.destroy()
 		return nil, fmt.Errorf("exited before its first frame: %s", inst.exit)
