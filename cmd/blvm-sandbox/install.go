@@ -1,14 +1,12 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 
 	"github.com/spf13/cobra"
 
 	"github.com/blvm/blvm-sandbox/manager"
-	"github.com/blvm/blvm-sandbox/nodeconfig"
 	"github.com/blvm/blvm-sandbox/runtime"
 )
 
@@ -24,12 +22,9 @@ the verified binary into [paths] modules_dir/<name>. A running daemon picks it
 up with 'blvm-sandbox load NAME'.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if nodeConfig == "" {
-				return badInput(errors.New("install: --node-config FILE is required"))
-			}
-			cfg, err := nodeconfig.Parse(nodeConfig)
+			cfg, _, err := operatorConfig("install", nodeConfig, "")
 			if err != nil {
-				return badInput(err)
+				return err
 			}
 			host, err := runtime.DetectHost("/sys/fs/cgroup")
 			if err != nil {

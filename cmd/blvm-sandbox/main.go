@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/blvm/blvm-sandbox/nodeconfig"
 	// A container start re-executes this binary as the container's init.
 	_ "github.com/blvm/blvm-sandbox/runtime/containerinit"
 )
@@ -76,4 +77,21 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(newInstallCommand(stdout, stderr))
 	addOperatorCommands(root, stdout, stderr)
 	return root
+}
+
+// operatorConfig parses the node config a command requires (trust comes
+// from the operator's pinned keys, never from the module) and returns the
+// runtime root: rootFlag when set, else the config's [paths] root.
+func operatorConfig(command, path, rootFlag string) (*nodeconfig.Config, string, error) {
+	if path == "" {
+		return nil, "", badInput(fmt.Errorf("%s: --node-config FILE is required: trust comes from the operator's pinned keys", command))
+	}
+	cfg, err := nodeconfig.Parse(path)
+	if err != nil {
+		return nil, "", badInput(err)
+	}
+	if rootFlag != "" {
+		return cfg, rootFlag, nil
+	}
+	return cfg, cfg.Paths.Root, nil
 }

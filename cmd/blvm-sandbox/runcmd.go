@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,7 +17,6 @@ import (
 	"github.com/blvm/blvm-sandbox/devchain"
 	"github.com/blvm/blvm-sandbox/ipc/hub"
 	"github.com/blvm/blvm-sandbox/loader"
-	"github.com/blvm/blvm-sandbox/nodeconfig"
 	"github.com/blvm/blvm-sandbox/runtime"
 	"github.com/blvm/blvm-sandbox/verify"
 )
@@ -61,16 +59,9 @@ type moduleExit struct{ code int }
 func (e moduleExit) Error() string { return fmt.Sprintf("module exited with %d", e.code) }
 
 func runModule(stdout, stderr io.Writer, f *runFlags, dir string) error {
-	if f.nodeConfig == "" {
-		return badInput(errors.New("run: --node-config FILE is required: trust comes from the operator's pinned keys"))
-	}
-	cfg, err := nodeconfig.Parse(f.nodeConfig)
+	cfg, root, err := operatorConfig("run", f.nodeConfig, f.root)
 	if err != nil {
-		return badInput(err)
-	}
-	root := cfg.Paths.Root
-	if f.root != "" {
-		root = f.root
+		return err
 	}
 	shim, err := shimPath(f.shim)
 	if err != nil {

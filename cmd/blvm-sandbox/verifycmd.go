@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/blvm/blvm-sandbox/capabilities"
 	"github.com/blvm/blvm-sandbox/manifest"
-	"github.com/blvm/blvm-sandbox/nodeconfig"
 	"github.com/blvm/blvm-sandbox/verify"
 )
 
@@ -45,16 +43,9 @@ hash (sealing it into the store). It exits 0 when all pass, 1 otherwise.`,
 }
 
 func runVerify(out io.Writer, f *verifyFlags, dir string) error {
-	if f.nodeConfig == "" {
-		return badInput(errors.New("verify: --node-config FILE is required: trust comes from the operator's pinned keys"))
-	}
-	cfg, err := nodeconfig.Parse(f.nodeConfig)
+	cfg, root, err := operatorConfig("verify", f.nodeConfig, f.root)
 	if err != nil {
-		return badInput(err)
-	}
-	root := cfg.Paths.Root
-	if f.root != "" {
-		root = f.root
+		return err
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	line := func(ok bool, check, detail string) {

@@ -13,11 +13,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -38,14 +35,7 @@ type Config struct {
 	Recent   int `toml:"recent"`   // default N for `recent`
 }
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	if err := run(ctx); err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", moduleName, err)
-		os.Exit(1)
-	}
-}
+func main() { sdk.Main(moduleName, run) }
 
 func run(ctx context.Context) error {
 	cfg := Config{Backfill: 6, Recent: 10}

@@ -10,12 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"os/signal"
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"text/tabwriter"
 
 	"github.com/blvm/blvm-sandbox/ipc/pb"
@@ -24,14 +21,7 @@ import (
 
 const moduleName = "governance-voter"
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	if err := run(ctx); err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", moduleName, err)
-		os.Exit(1)
-	}
-}
+func main() { sdk.Main(moduleName, run) }
 
 func run(ctx context.Context) error {
 	var cfg Config

@@ -12,12 +12,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -38,14 +35,7 @@ type Config struct {
 	AuxChains []string `toml:"aux_chains"`
 }
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	if err := run(ctx); err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", moduleName, err)
-		os.Exit(1)
-	}
-}
+func main() { sdk.Main(moduleName, run) }
 
 func run(ctx context.Context) error {
 	var cfg Config

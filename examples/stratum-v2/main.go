@@ -10,12 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/blvm/blvm-sandbox/ipc/pb"
@@ -33,14 +30,7 @@ type Config struct {
 	PoolFeePercent float64 `toml:"pool_fee_percent"`
 }
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	if err := run(ctx); err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", moduleName, err)
-		os.Exit(1)
-	}
-}
+func main() { sdk.Main(moduleName, run) }
 
 func run(ctx context.Context) error {
 	var cfg Config
