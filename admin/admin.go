@@ -90,11 +90,14 @@ type ModuleInfo struct {
 
 	// cgroup figures; a limit of 0 means none.
 	MemoryBytes uint64 `json:"memory_bytes"`
-	MemoryLimit uint64 `json:"memory_limit"`
-	CPUNanos    uint64 `json:"cpu_nanos"`
-	Pids        uint64 `json:"pids"`
-	PidsLimit   uint64 `json:"pids_limit"`
-	OOMKills    uint64 `json:"oom_kills"`
+	// KernelMemoryBytes is the part of MemoryBytes that is kernel memory
+	// (the module's slab objects, stacks, page tables).
+	KernelMemoryBytes uint64 `json:"kernel_memory_bytes"`
+	MemoryLimit       uint64 `json:"memory_limit"`
+	CPUNanos          uint64 `json:"cpu_nanos"`
+	Pids              uint64 `json:"pids"`
+	PidsLimit         uint64 `json:"pids_limit"`
+	OOMKills          uint64 `json:"oom_kills"`
 
 	// hub figures
 	HubRequests     uint64 `json:"hub_requests"`

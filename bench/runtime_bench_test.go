@@ -375,11 +375,11 @@ func meminfo(b *testing.B, path string, keys ...string) int64 {
 
 // BenchmarkIdleModules is P7: host memory per running module beyond the
 // module's own. It starts idleModules modules that sleep and reports, per
-// module, what grew outside the modules' processes: the supervisor's own
-// RSS (its bookkeeping, goroutines, pipes) and the kernel's slab, page
-// tables and kernel stacks (namespaces, mounts, sockets, cgroups). The
-// kernel figure also holds the modules' own page tables and stacks, so the
-// total is an upper bound.
+// module, what grew outside the modules' own cgroups: the supervisor's RSS
+// (its bookkeeping, goroutines, pipes) and the kernel's slab, page tables
+// and kernel stacks (namespaces, mounts, sockets, cgroups) minus the kernel
+// memory the modules' cgroups are charged for (their own stacks, page
+// tables and slab objects).
 const idleModules = 100
 
 func BenchmarkIdleModules(b *testing.B) {
@@ -403,15 +403,17 @@ func BenchmarkIdleModules(b *testing.B) {
 		debug.FreeOSMemory()
 		runtimeRSS = float64(meminfo(b, "/proc/self/status", "VmRSS")-rss0) / idleModules
 		kernel = float64(meminfo(b, "/proc/meminfo", "Slab", "PageTables", "KernelStack")-k0) / idleModules
-		var sum uint64
+		var sum, kmem uint64
 		for _, n := range names {
 			st, err := sup.Stats(n)
 			if err != nil {
 				b.Fatal(err)
 			}
 			sum += st.MemoryBytes
+			kmem += st.KernelBytes
 		}
 		own = float64(sum) / idleModules
+		kernel -= float64(kmem) / idleModules
 		b.StopTimer()
 		for _, n := range names {
 			sup.Stop(context.Background(), n)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/blvm/blvm-sandbox/admin"
+	"github.com/blvm/blvm-sandbox/capabilities"
 	"github.com/blvm/blvm-sandbox/ipc/hub"
 	"github.com/blvm/blvm-sandbox/ipc/pb"
 	"github.com/blvm/blvm-sandbox/loader"
@@ -36,11 +37,12 @@ type Options struct {
 // Manager loads, supervises and unloads modules in dependency order, and
 // tells the hub and subscribers about every load and unload.
 type Manager struct {
-	opts Options
-	cfg  *nodeconfig.Config
-	sup  *runtime.Supervisor
-	hub  *hub.Hub
-	log  *slog.Logger
+	opts    Options
+	cfg     *nodeconfig.Config
+	catalog *capabilities.Catalog // parsed once, not per load
+	sup     *runtime.Supervisor
+	hub     *hub.Hub
+	log     *slog.Logger
 
 	mu      sync.Mutex
 	known   map[string]*entry // every discovered module
@@ -80,6 +82,11 @@ func New(opts Options) (*Manager, error) {
 		opts: opts, cfg: opts.Config, hub: opts.Hub, log: opts.Logger,
 		known: map[string]*entry{}, subs: map[chan admin.Event]struct{}{},
 	}
+	cat, err := capabilities.Default()
+	if err != nil {
+		return nil, err
+	}
+	m.catalog = cat
 	sb := opts.Config.Sandbox
 	sup, err := runtime.NewSupervisor(runtime.Options{
 		Root: opts.Config.Paths.Root, Shim: opts.Shim, Host: opts.Host,
@@ -248,7 +255,7 @@ func (m *Manager) prepare(ctx context.Context, name string) error {
 	e := m.known[name]
 	dir := e.cand.Dir
 	m.mu.Unlock()
-	prep, err := loader.Prepare(dir, m.cfg, loader.Options{Root: m.cfg.Paths.Root, Host: m.opts.Host})
+	prep, err := loader.Prepare(dir, m.cfg, loader.Options{Root: m.cfg.Paths.Root, Host: m.opts.Host, Catalog: m.catalog})
 	if err != nil {
 		m.refuse(name, err.Error())
 		return fmt.Errorf("load %s: %w", name, err)
@@ -485,6 +492,7 @@ func (m *Manager) Modules() []admin.ModuleInfo {
 		}
 		if s, err := m.sup.Stats(info.Name); err == nil {
 			info.MemoryBytes, info.MemoryLimit, info.CPUNanos = s.MemoryBytes, s.MemoryLimit, s.CPUNanos
+			info.KernelMemoryBytes = s.KernelBytes
 			info.Pids, info.PidsLimit, info.OOMKills = s.Pids, s.PidsLimit, s.OOMKills
 		}
 		hs := m.hub.Stats(info.Name)

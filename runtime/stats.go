@@ -12,6 +12,9 @@ type Stats struct {
 	MemoryBytes      uint64 `json:"memory_bytes"`
 	MemoryLimit      uint64 `json:"memory_limit"`
 	MemoryMaxBytes   uint64 `json:"memory_max_bytes"` // peak (v1 only)
+	// KernelBytes is the kernel memory charged to the module (its slab
+	// objects, kernel stacks and, on v1, page tables); part of MemoryBytes.
+	KernelBytes      uint64 `json:"kernel_bytes"`
 	Pids             uint64 `json:"pids"`
 	PidsLimit        uint64 `json:"pids_limit"`
 	CPUNanos         uint64 `json:"cpu_nanos"` // total CPU time used
@@ -45,6 +48,7 @@ func readStats1(path string) (Stats, error) {
 	if mem := m.GetMemory().GetUsage(); mem != nil {
 		s.MemoryBytes, s.MemoryLimit, s.MemoryMaxBytes = mem.Usage, mem.Limit, mem.Max
 	}
+	s.KernelBytes = m.GetMemory().GetKernel().GetUsage()
 	s.Pids, s.PidsLimit = m.GetPids().GetCurrent(), m.GetPids().GetLimit()
 	s.CPUNanos = m.GetCPU().GetUsage().GetTotal()
 	s.ThrottledPeriods = m.GetCPU().GetThrottling().GetThrottledPeriods()
@@ -65,6 +69,7 @@ func readStats2(path string) (Stats, error) {
 	return Stats{
 		MemoryBytes:      m.GetMemory().GetUsage(),
 		MemoryLimit:      m.GetMemory().GetUsageLimit(),
+		KernelBytes:      m.GetMemory().GetKernelStack() + m.GetMemory().GetSlab(),
 		Pids:             m.GetPids().GetCurrent(),
 		PidsLimit:        m.GetPids().GetLimit(),
 		CPUNanos:         m.GetCPU().GetUsageUsec() * 1000,
