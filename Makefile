@@ -68,6 +68,7 @@ bench: build
 	  -pair BenchmarkColdStart=BenchmarkPeerRunc \
 	  -pair BenchmarkColdStart=BenchmarkPeerBwrap \
 	  -pair BenchmarkRestart=BenchmarkPeerPlainExec \
+	  -pair BenchmarkRestartAfterBackoff=BenchmarkPeerPlainExec \
 	  -notes docs/benchmarks-notes.md < $(BIN)/bench.txt > docs/BENCHMARKS.md
 	@echo "wrote docs/BENCHMARKS.md"
 

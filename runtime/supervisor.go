@@ -329,12 +329,33 @@ func (s *Supervisor) loop(sv *supervised, first chan<- error) {
 			return
 		}
 		s.setState(sv, Restarting, &exit)
+		// The backoff is spent creating the next container, so that when
+		// the restart is due only the exec and the module's start remain.
+		due := time.After(delay)
+		standby := make(chan *instance, 1)
+		go func() {
+			inst, err := s.createInstance(sv)
+			if err != nil {
+				s.log.Warn("standby container", "module", name, "err", err)
+			}
+			standby <- inst
+		}()
 		select {
 		case <-sv.stop:
+			if inst := <-standby; inst != nil {
+				inst.stop(s.opts.Grace)
+			}
 			s.unload(sv)
 			s.setState(sv, Stopped, &exit)
 			return
-		case <-time.After(delay):
+		case <-due:
+		}
+		// A creation still running when the restart is due is waited for:
+		// it is the start the restart would make anyway.
+		if inst := <-standby; inst != nil {
+			sv.mu.Lock()
+			sv.standby = inst
+			sv.mu.Unlock()
 		}
 		delay = min(2*delay, s.opts.Restart.MaxDelay)
 		sv.mu.Lock()
