@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"testing"
 
 	"github.com/blvm/blvm-sandbox/devchain"
@@ -90,7 +91,7 @@ func BenchmarkLoadChain100(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		h := hub.New(chain, hub.Config{NodeVersion: cfg.Node.Version, Logger: quiet})
-		mgr, err := manager.New(manager.Options{Config: cfg, Shim: built.shim, Host: host, Hub: h, Logger: quiet})
+		mgr, err := manager.New(manager.Options{Config: cfg, Shim: built.shim, Host: host, Hub: h, Logger: quiet, PrepareAhead: prepareAhead()})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -130,4 +131,10 @@ func BenchmarkLoadChain100(b *testing.B) {
 	}
 	b.ReportMetric(hostPerModule/1024, "host-KiB/module")
 	b.ReportMetric(runtimePerModule/1024, "daemon-KiB/module")
+}
+
+// prepareAhead lets a run try other depths: BLVM_PREPARE_AHEAD=N.
+func prepareAhead() int {
+	n, _ := strconv.Atoi(os.Getenv("BLVM_PREPARE_AHEAD"))
+	return n
 }

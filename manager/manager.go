@@ -32,6 +32,10 @@ type Options struct {
 	Hub     *hub.Hub
 	Sources []Source // nil: the modules dir of Config.Paths
 	Logger  *slog.Logger
+	// PrepareAhead bounds how many modules LoadAll verifies and creates
+	// containers for ahead of the one it starts (0: 4). Each waiting
+	// container holds a blocked init process (a few MiB) until it runs.
+	PrepareAhead int
 }
 
 // Manager loads, supervises and unloads modules in dependency order, and
@@ -141,7 +145,10 @@ func (m *Manager) LoadAll(ctx context.Context) error {
 	for name, why := range plan.Refused {
 		m.refuse(name, why)
 	}
-	const ahead = 4
+	ahead := m.opts.PrepareAhead
+	if ahead <= 0 {
+		ahead = 4
+	}
 	prepared := make([]chan error, len(plan.Order))
 	slots := make(chan struct{}, ahead)
 	for i := range plan.Order {
