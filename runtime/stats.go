@@ -9,9 +9,9 @@ import (
 
 // Stats are a module's resource figures, read from its cgroup.
 type Stats struct {
-	MemoryBytes      uint64 `json:"memory_bytes"`
-	MemoryLimit      uint64 `json:"memory_limit"`
-	MemoryMaxBytes   uint64 `json:"memory_max_bytes"` // peak (v1 only)
+	MemoryBytes    uint64 `json:"memory_bytes"`
+	MemoryLimit    uint64 `json:"memory_limit"`
+	MemoryMaxBytes uint64 `json:"memory_max_bytes"` // peak (v1 only)
 	// KernelBytes is the kernel memory charged to the module (its slab
 	// objects, kernel stacks and, on v1, page tables); part of MemoryBytes.
 	KernelBytes      uint64 `json:"kernel_bytes"`
