@@ -39,7 +39,7 @@ func chainFixture(b *testing.B) (cfg *nodeconfig.Config) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	bin, err := os.ReadFile(built.hostile)
+	bin, err := os.ReadFile(built.Hostile)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func BenchmarkLoadChain100(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		h := hub.New(chain, hub.Config{NodeVersion: cfg.Node.Version, Logger: quiet})
-		mgr, err := manager.New(manager.Options{Config: cfg, Shim: built.shim, Host: host, Hub: h, Logger: quiet, PrepareAhead: prepareAhead()})
+		mgr, err := manager.New(manager.Options{Config: cfg, Shim: built.Shim, Host: host, Hub: h, Logger: quiet, PrepareAhead: prepareAhead()})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -10,16 +10,17 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/blvm/blvm-sandbox/capabilities"
+	"github.com/blvm/blvm-sandbox/internal/testbuild"
 	"github.com/blvm/blvm-sandbox/manifest"
 	"github.com/blvm/blvm-sandbox/nodeconfig"
 	"github.com/blvm/blvm-sandbox/policy"
 	"github.com/blvm/blvm-sandbox/runtime"
+
 	// A container start re-executes this binary as the container's init.
 	_ "github.com/blvm/blvm-sandbox/runtime/containerinit"
 )
@@ -28,41 +29,15 @@ import (
 // first frame on the socket, against peers that start the same static
 // binary with the same mounts and wait for the same first frame.
 
-var built struct {
-	once               sync.Once
-	dir, shim, hostile string
-	err                error
-}
+// built holds the shim and the hostile module, built once (testbuild).
+var built testbuild.Set
 
 func buildModule(b *testing.B) {
 	b.Helper()
 	if os.Geteuid() != 0 {
 		b.Skip("needs root")
 	}
-	built.once.Do(func() {
-		dir, err := os.MkdirTemp("", "blvm-bench-")
-		if err != nil {
-			built.err = err
-			return
-		}
-		os.Chmod(dir, 0o755)
-		built.dir = dir
-		for _, x := range []struct{ out, pkg string }{
-			{"blvm-landlock-shim", "github.com/blvm/blvm-sandbox/cmd/blvm-landlock-shim"},
-			{"hostile", "github.com/blvm/blvm-sandbox/integration/hostile"},
-		} {
-			cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", filepath.Join(dir, x.out), x.pkg)
-			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-			if out, err := cmd.CombinedOutput(); err != nil {
-				built.err = fmt.Errorf("build %s: %v\n%s", x.pkg, err, out)
-				return
-			}
-		}
-		built.shim, built.hostile = filepath.Join(dir, "blvm-landlock-shim"), filepath.Join(dir, "hostile")
-	})
-	if built.err != nil {
-		b.Fatal(built.err)
-	}
+	built = testbuild.Static(b)
 }
 
 func compileHostile(b *testing.B, name string, host policy.Host) *policy.Policy {
@@ -98,7 +73,7 @@ func newSupervisor(b *testing.B, restart runtime.RestartPolicy, onEvent func(run
 	if err != nil {
 		b.Fatal(err)
 	}
-	sup, err := runtime.NewSupervisor(runtime.Options{Root: root, Shim: built.shim, Host: host, Restart: restart, Grace: time.Second, OnEvent: onEvent})
+	sup, err := runtime.NewSupervisor(runtime.Options{Root: root, Shim: built.Shim, Host: host, Restart: restart, Grace: time.Second, OnEvent: onEvent})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -138,7 +113,7 @@ func BenchmarkColdStart(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		t0 := time.Now()
-		if err := sup.Prepare(context.Background(), runtime.Module{Policy: p, Binary: built.hostile, Config: []byte(sleepConfig), Serve: drain}); err != nil {
+		if err := sup.Prepare(context.Background(), runtime.Module{Policy: p, Binary: built.Hostile, Config: []byte(sleepConfig), Serve: drain}); err != nil {
 			b.Fatal(err)
 		}
 		t1 := time.Now()
@@ -231,7 +206,7 @@ func BenchmarkPeerPlainExec(b *testing.B) {
 	f := newPeerFixture(b)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		cmd := exec.Command(built.hostile)
+		cmd := exec.Command(built.Hostile)
 		cmd.Env = moduleEnv(f.sock, f.config)
 		firstFrame(b, f.ln, cmd, nil)
 	}
@@ -248,7 +223,7 @@ func BenchmarkPeerBwrap(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		cmd := exec.Command(bwrap, "--unshare-all", "--die-with-parent", "--new-session",
-			"--ro-bind", built.hostile, "/module/hostile", "--ro-bind", f.config, "/etc/module/config.toml",
+			"--ro-bind", built.Hostile, "/module/hostile", "--ro-bind", f.config, "/etc/module/config.toml",
 			"--bind", f.sock, "/run/blvm/hub.sock", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
 			"--clearenv", "--setenv", "BLVM_SOCKET", "/run/blvm/hub.sock", "--setenv", "BLVM_CONFIG", "/etc/module/config.toml",
 			"/module/hostile")
@@ -269,7 +244,7 @@ func ociBundle(b *testing.B, f *peerFixture) string {
 	data := filepath.Join(f.dir, "data")
 	os.Mkdir(data, 0o777)
 	spec, err := p.OCISpec(policy.HostPaths{
-		Rootfs: rootfs, Binary: built.hostile, Shim: built.shim, Config: config, Socket: f.sock, Data: data,
+		Rootfs: rootfs, Binary: built.Hostile, Shim: built.Shim, Config: config, Socket: f.sock, Data: data,
 		CgroupPath: "/blvm-bench-peer", UIDBase: runtime.IDsBase, GIDBase: runtime.IDsBase, IDCount: runtime.IDsPerModule,
 	})
 	if err != nil {
@@ -342,7 +317,7 @@ func BenchmarkRestart(b *testing.B) {
 			}
 		})
 	p := compileHostile(b, "restart", host)
-	if err := sup.Start(context.Background(), runtime.Module{Policy: p, Binary: built.hostile, Config: []byte("attack = \"exit\"\narg = \"1\"\n"), Serve: drain}); err != nil {
+	if err := sup.Start(context.Background(), runtime.Module{Policy: p, Binary: built.Hostile, Config: []byte("attack = \"exit\"\narg = \"1\"\n"), Serve: drain}); err != nil {
 		b.Fatal(err)
 	}
 	<-running
@@ -394,7 +369,7 @@ func BenchmarkIdleModules(b *testing.B) {
 		for j := 0; j < idleModules; j++ {
 			name := fmt.Sprintf("idle-%03d", j)
 			p := compileHostile(b, name, host)
-			if err := sup.Start(context.Background(), runtime.Module{Policy: p, Binary: built.hostile, Config: []byte(sleepConfig), Serve: drain}); err != nil {
+			if err := sup.Start(context.Background(), runtime.Module{Policy: p, Binary: built.Hostile, Config: []byte(sleepConfig), Serve: drain}); err != nil {
 				b.Fatalf("module %d: %v", j, err)
 			}
 			names = append(names, name)
@@ -442,7 +417,7 @@ func BenchmarkRestartAfterBackoff(b *testing.B) {
 			}
 		})
 	p := compileHostile(b, "restart-backoff", host)
-	if err := sup.Start(context.Background(), runtime.Module{Policy: p, Binary: built.hostile, Config: []byte("attack = \"exit\"\narg = \"1\"\n"), Serve: drain}); err != nil {
+	if err := sup.Start(context.Background(), runtime.Module{Policy: p, Binary: built.Hostile, Config: []byte("attack = \"exit\"\narg = \"1\"\n"), Serve: drain}); err != nil {
 		b.Fatal(err)
 	}
 	next := func(want runtime.State) runtime.Event {

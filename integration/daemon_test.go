@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/blvm/blvm-sandbox/admin"
+	"github.com/blvm/blvm-sandbox/internal/testbuild"
 	"github.com/blvm/blvm-sandbox/runtime"
 )
 
@@ -31,15 +32,7 @@ func buildExamples(t *testing.T) {
 	t.Helper()
 	buildCLI(t)
 	for _, m := range exampleModules {
-		out := filepath.Join(binaries.dir, "examples", m)
-		if _, err := os.Stat(out); err == nil {
-			continue
-		}
-		cmd := exec.Command("go", "build", "-trimpath", "-o", out, "github.com/blvm/blvm-sandbox/examples/"+m)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("build %s: %v\n%s", m, err, b)
-		}
+		testbuild.Build(t, "example-"+m, "examples/"+m, false)
 	}
 }
 
@@ -70,7 +63,7 @@ func newDaemon(t *testing.T) *daemon {
 	t.Helper()
 	requireRoot(t)
 	buildExamples(t)
-	bin := cliBinary.path
+	bin := buildCLI(t)
 	dir, err := os.MkdirTemp("", "blvm-up-")
 	if err != nil {
 		t.Fatal(err)
@@ -97,12 +90,12 @@ func newDaemon(t *testing.T) *daemon {
 		os.MkdirAll(dst, 0o755)
 		copyFile(t, filepath.Join("..", "examples", m, "module.toml"), filepath.Join(dst, "module.toml"), 0o644)
 		copyFile(t, filepath.Join("..", "examples", m, "config.toml"), filepath.Join(dst, "config.toml"), 0o644)
-		copyFile(t, filepath.Join(binaries.dir, "examples", m), filepath.Join(dst, m), 0o755)
+		copyFile(t, filepath.Join(binaries.Dir, "example-"+m), filepath.Join(dst, m), 0o755)
 		sign(m)
 	}
 	crasher := filepath.Join(modules, "crasher")
 	os.MkdirAll(crasher, 0o755)
-	copyFile(t, binaries.hostile, filepath.Join(crasher, "crasher"), 0o755)
+	copyFile(t, binaries.Hostile, filepath.Join(crasher, "crasher"), 0o755)
 	os.WriteFile(filepath.Join(crasher, "module.toml"), []byte("name = \"crasher\"\nversion = \"1.0.0\"\nentry_point = \"crasher\"\ncapabilities = [\"read_blockchain\"]\n[config_schema]\nattack = \"\"\narg = \"\"\n"), 0o644)
 	os.WriteFile(filepath.Join(crasher, "config.toml"), []byte("attack = \"exit\"\narg = \"1\"\n"), 0o644)
 	sign("crasher")

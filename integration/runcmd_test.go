@@ -7,9 +7,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/blvm/blvm-sandbox/internal/testbuild"
 	"github.com/blvm/blvm-sandbox/runtime"
 )
 
@@ -17,29 +17,11 @@ import (
 // module signed 2-of-3 by keys made with the CLI, the exit code passed
 // through, and nothing left behind.
 
-var cliBinary struct {
-	once sync.Once
-	path string
-	err  error
-}
-
 // buildCLI builds blvm-sandbox beside the shim, where it looks for it.
 func buildCLI(t *testing.T) string {
 	t.Helper()
 	buildBinaries(t)
-	cliBinary.once.Do(func() {
-		out := filepath.Join(binaries.dir, "blvm-sandbox")
-		cmd := exec.Command("go", "build", "-tags", "seccomp", "-o", out, "github.com/blvm/blvm-sandbox/cmd/blvm-sandbox")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			cliBinary.err = fmt.Errorf("build: %v\n%s", err, b)
-		}
-		cliBinary.path = out
-	})
-	if cliBinary.err != nil {
-		t.Fatal(cliBinary.err)
-	}
-	return cliBinary.path
+	return testbuild.Build(t, "blvm-sandbox", "cmd/blvm-sandbox", true)
 }
 
 type cliRun struct {
@@ -75,7 +57,7 @@ func signedHostile(t *testing.T, bin, attack, arg string) (dir, nodeConfig, root
 	os.Chmod(base, 0o711) // the modules' uids search their way to the runtime root
 	dir, root = filepath.Join(base, "hostile"), filepath.Join(base, "root")
 	os.MkdirAll(dir, 0o755)
-	hostileBin, _ := os.ReadFile(binaries.hostile)
+	hostileBin, _ := os.ReadFile(binaries.Hostile)
 	os.WriteFile(filepath.Join(dir, "hostile"), hostileBin, 0o755)
 	os.WriteFile(filepath.Join(dir, "module.toml"), []byte(`name = "hostile"
 version = "1.0.0"

@@ -9,18 +9,18 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/blvm/blvm-sandbox/capabilities"
+	"github.com/blvm/blvm-sandbox/internal/testbuild"
 	"github.com/blvm/blvm-sandbox/manifest"
 	"github.com/blvm/blvm-sandbox/nodeconfig"
 	"github.com/blvm/blvm-sandbox/policy"
 	"github.com/blvm/blvm-sandbox/runtime"
+
 	// A container start re-executes this binary as the container's init.
 	_ "github.com/blvm/blvm-sandbox/runtime/containerinit"
 )
@@ -32,43 +32,13 @@ entry_point = "hostile"
 capabilities = ["read_blockchain"]
 `
 
-// binaries are built once per test run into a directory every mapped uid
-// can traverse (bind-mount sources must be reachable from the user namespace).
-var binaries struct {
-	once    sync.Once
-	dir     string
-	shim    string
-	hostile string
-	err     error
-}
+// binaries are the shim and the hostile module, built once (testbuild).
+var binaries testbuild.Set
 
 func buildBinaries(t *testing.T) (shim, hostile string) {
 	t.Helper()
-	binaries.once.Do(func() {
-		dir, err := os.MkdirTemp("", "blvm-bin-")
-		if err != nil {
-			binaries.err = err
-			return
-		}
-		os.Chmod(dir, 0o755)
-		binaries.dir = dir
-		for _, b := range []struct{ out, pkg string }{
-			{"blvm-landlock-shim", "github.com/blvm/blvm-sandbox/cmd/blvm-landlock-shim"},
-			{"hostile", "github.com/blvm/blvm-sandbox/integration/hostile"},
-		} {
-			cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, b.out), b.pkg)
-			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-			if out, err := cmd.CombinedOutput(); err != nil {
-				binaries.err = fmt.Errorf("build %s: %v\n%s", b.pkg, err, out)
-				return
-			}
-		}
-		binaries.shim, binaries.hostile = filepath.Join(dir, "blvm-landlock-shim"), filepath.Join(dir, "hostile")
-	})
-	if binaries.err != nil {
-		t.Fatal(binaries.err)
-	}
-	return binaries.shim, binaries.hostile
+	binaries = testbuild.Static(t)
+	return binaries.Shim, binaries.Hostile
 }
 
 // sandbox is a supervisor on a fresh root, with a stand-in hub that accepts

@@ -46,7 +46,7 @@ func newRecordingSandbox(t *testing.T, restart runtime.RestartPolicy) (*sandbox,
 	// modules; replace it before anything runs.
 	s.sup.Close(context.Background())
 	sup, err := runtime.NewSupervisor(runtime.Options{
-		Root: s.root, Shim: binaries.shim, Host: s.host, Grace: time.Second, Ready: 10 * time.Second,
+		Root: s.root, Shim: binaries.Shim, Host: s.host, Grace: time.Second, Ready: 10 * time.Second,
 		Restart: restart, OnEvent: rec.add,
 	})
 	if err != nil {
