@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -216,10 +217,36 @@ func (h *Hub) unsubscribeAll(c *conn) {
 func (h *Hub) publish(ev *hubEvent) {
 	h.subMu.RLock()
 	defer h.subMu.RUnlock()
-	for c := range h.subs[ev.typ] {
+	subs := h.subs[ev.typ]
+	if len(subs) < parallelFanout {
+		for c := range subs {
+			c.deliver(ev)
+		}
+		return
+	}
+	// Many subscribers: each delivery is a write system call, so the writes
+	// are split over two goroutines to use a second core.
+	all := make([]*conn, 0, len(subs))
+	for c := range subs {
+		all = append(all, c)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for _, c := range all[len(all)/2:] {
+			c.deliver(ev)
+		}
+	}()
+	for _, c := range all[:len(all)/2] {
 		c.deliver(ev)
 	}
+	wg.Wait()
 }
+
+// parallelFanout is the subscriber count from which publish writes on two
+// goroutines.
+const parallelFanout = 32
 
 func (h *Hub) publishMessage(typ string, msg proto.Message) {
 	payload, err := proto.Marshal(msg)
