@@ -314,3 +314,27 @@ func alive(pid int) bool {
 	}
 	return true
 }
+
+// A prepared module that is never run is removed at once: its container's
+// init still waits on the exec fifo, so there is no grace period to wait.
+func TestRootStopPreparedModule(t *testing.T) {
+	s := newSandbox(t, runtime.DefaultRestart)
+	config := []byte("attack = \"sleep\"\narg = \"60s\"\n")
+	if err := s.sup.Prepare(context.Background(), runtime.Module{Policy: s.compile("prepared"), Binary: s.hostile, Config: config, Serve: drainHub}); err != nil {
+		t.Fatal(err)
+	}
+	l := runtime.Layout{Root: s.root}
+	if left, _ := l.Orphans(); len(left) == 0 {
+		t.Fatal("a prepared module left nothing on disk: the check below would prove nothing")
+	}
+	start := time.Now()
+	if _, err := s.sup.Stop(context.Background(), "prepared"); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("removing a prepared module took %v", d)
+	}
+	if left, err := l.Orphans(); err != nil || len(left) != 0 {
+		t.Errorf("left behind: %v %v", left, err)
+	}
+}

@@ -161,6 +161,16 @@ func (i *instance) stop(grace time.Duration) error {
 	return i.destroy()
 }
 
+// discard ends a container whose module never ran (its init still waits on
+// the exec fifo): there is nothing to stop gracefully.
+func (i *instance) discard() error {
+	if err := i.signal(unix.SIGKILL); err != nil {
+		return fmt.Errorf("kill %s: %w", i.name, err)
+	}
+	<-i.done
+	return i.destroy()
+}
+
 func (i *instance) destroy() error {
 	if err := i.container.Destroy(); err != nil {
 		return fmt.Errorf("destroy %s: %w", i.name, err)

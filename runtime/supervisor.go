@@ -343,7 +343,7 @@ func (s *Supervisor) loop(sv *supervised, first chan<- error) {
 		select {
 		case <-sv.stop:
 			if inst := <-standby; inst != nil {
-				inst.stop(s.opts.Grace)
+				inst.discard()
 			}
 			s.unload(sv)
 			s.setState(sv, Stopped, &exit)
@@ -399,7 +399,7 @@ func (s *Supervisor) startOnce(sv *supervised) (*instance, error) {
 	}
 	ready := sv.ln.reset()
 	if err := inst.exec(); err != nil {
-		inst.stop(s.opts.Grace)
+		inst.discard()
 		return nil, err
 	}
 	sv.mu.Lock()
@@ -503,7 +503,7 @@ func (s *Supervisor) Stop(ctx context.Context, name string) (ExitReason, error) 
 	if !looping {
 		// Prepared, never run: destroy the waiting container and unload.
 		if standby != nil {
-			standby.stop(s.opts.Grace)
+			standby.discard()
 		}
 		s.unload(sv)
 		s.forget(name)
