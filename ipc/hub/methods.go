@@ -280,6 +280,27 @@ func (c *conn) backendError(what string, err error) *callError {
 	return errorf(pb.ErrorCode_UNAVAILABLE, "the node cannot answer now")
 }
 
+// blockHashParam decodes BlockHashParams and parses its hash; shown is the
+// hash as the module wrote it, for error messages.
+func blockHashParam(params []byte) (hash chainhash.Hash, shown string, e *callError) {
+	var p pb.BlockHashParams
+	if e := decode(params, &p); e != nil {
+		return hash, "", e
+	}
+	hash, e = parseHash(p.Hash, "hash")
+	return hash, p.Hash, e
+}
+
+// txidParam decodes TxidParams and parses its txid.
+func txidParam(params []byte) (txid chainhash.Hash, shown string, e *callError) {
+	var p pb.TxidParams
+	if e := decode(params, &p); e != nil {
+		return txid, "", e
+	}
+	txid, e = parseHash(p.Txid, "txid")
+	return txid, p.Txid, e
+}
+
 func parseHash(s, field string) (chainhash.Hash, *callError) {
 	h, err := chainhash.NewHashFromStrStrict(s)
 	if err != nil {
@@ -353,17 +374,13 @@ func headerMessage(h *wire.BlockHeader, hash chainhash.Hash, height uint64) *pb.
 }
 
 func blockHeader(ctx context.Context, c *conn, params []byte) ([]byte, *callError) {
-	var p pb.BlockHashParams
-	if e := decode(params, &p); e != nil {
-		return nil, e
-	}
-	hash, e := parseHash(p.Hash, "hash")
+	hash, shown, e := blockHashParam(params)
 	if e != nil {
 		return nil, e
 	}
 	hdr, height, err := c.h.b.BlockHeader(ctx, hash)
 	if err != nil {
-		return nil, c.backendError("block "+p.Hash, err)
+		return nil, c.backendError("block "+shown, err)
 	}
 	return encode(headerMessage(hdr, hash, height))
 }
@@ -388,17 +405,13 @@ func blockMessage(c *conn, blk *wire.MsgBlock, height uint64) ([]byte, *callErro
 }
 
 func block(ctx context.Context, c *conn, params []byte) ([]byte, *callError) {
-	var p pb.BlockHashParams
-	if e := decode(params, &p); e != nil {
-		return nil, e
-	}
-	hash, e := parseHash(p.Hash, "hash")
+	hash, shown, e := blockHashParam(params)
 	if e != nil {
 		return nil, e
 	}
 	blk, height, err := c.h.b.Block(ctx, hash)
 	if err != nil {
-		return nil, c.backendError("block "+p.Hash, err)
+		return nil, c.backendError("block "+shown, err)
 	}
 	return blockMessage(c, blk, height)
 }
@@ -427,17 +440,13 @@ func serializeTx(tx *wire.MsgTx) []byte {
 }
 
 func transaction(ctx context.Context, c *conn, params []byte) ([]byte, *callError) {
-	var p pb.TxidParams
-	if e := decode(params, &p); e != nil {
-		return nil, e
-	}
-	txid, e := parseHash(p.Txid, "txid")
+	txid, shown, e := txidParam(params)
 	if e != nil {
 		return nil, e
 	}
 	ti, err := c.h.b.Transaction(ctx, txid)
 	if err != nil {
-		return nil, c.backendError("transaction "+p.Txid, err)
+		return nil, c.backendError("transaction "+shown, err)
 	}
 	if ti.Tx == nil {
 		return nil, errorf(pb.ErrorCode_INTERNAL, "the node returned no transaction")
@@ -519,17 +528,13 @@ func mempoolTxids(ctx context.Context, c *conn, params []byte) ([]byte, *callErr
 }
 
 func mempoolEntry(ctx context.Context, c *conn, params []byte) ([]byte, *callError) {
-	var p pb.TxidParams
-	if e := decode(params, &p); e != nil {
-		return nil, e
-	}
-	txid, e := parseHash(p.Txid, "txid")
+	txid, shown, e := txidParam(params)
 	if e != nil {
 		return nil, e
 	}
 	me, err := c.h.b.MempoolEntry(ctx, txid)
 	if err != nil {
-		return nil, c.backendError("mempool transaction "+p.Txid, err)
+		return nil, c.backendError("mempool transaction "+shown, err)
 	}
 	if me.Tx == nil {
 		return nil, errorf(pb.ErrorCode_INTERNAL, "the node returned no transaction")
