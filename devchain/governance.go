@@ -68,6 +68,16 @@ func (s storedProposal) hasChoice(choice string) bool {
 	return false
 }
 
+// proposalAt reads proposal id and the tip height in one transaction.
+func proposalAt(tx *bolt.Tx, id string) (storedProposal, uint64, error) {
+	tip, err := readTip(tx)
+	if err != nil {
+		return storedProposal{}, 0, err
+	}
+	s, err := getProposal(tx, id)
+	return s, tip.height, err
+}
+
 func getProposal(tx *bolt.Tx, id string) (storedProposal, error) {
 	var s storedProposal
 	v := tx.Bucket(bucketProposals).Get([]byte(id))
@@ -237,15 +247,11 @@ func (c *Chain) Proposal(ctx context.Context, id string) (hub.Proposal, error) {
 	}
 	var out hub.Proposal
 	err := c.db.View(func(tx *bolt.Tx) error {
-		tip, err := readTip(tx)
+		s, height, err := proposalAt(tx, id)
 		if err != nil {
 			return err
 		}
-		s, err := getProposal(tx, id)
-		if err != nil {
-			return err
-		}
-		out = s.at(tip.height)
+		out = s.at(height)
 		return nil
 	})
 	return out, err
@@ -276,21 +282,17 @@ func (c *Chain) CastVote(ctx context.Context, voter, proposalID, choice string) 
 	// the window are ordered.
 	err := c.write(func() ([]hub.NodeEvent, error) {
 		return nil, c.db.Update(func(tx *bolt.Tx) error {
-			tip, err := readTip(tx)
-			if err != nil {
-				return err
-			}
-			s, err := getProposal(tx, proposalID)
+			s, height, err := proposalAt(tx, proposalID)
 			if err != nil {
 				return err
 			}
 			switch {
-			case tip.height < s.StartHeight:
+			case height < s.StartHeight:
 				return fmt.Errorf("devchain: vote on %q: voting opens at height %d, tip is %d: %w",
-					proposalID, s.StartHeight, tip.height, ErrProposalNotOpen)
-			case tip.height > s.EndHeight:
+					proposalID, s.StartHeight, height, ErrProposalNotOpen)
+			case height > s.EndHeight:
 				return fmt.Errorf("devchain: vote on %q: voting closed after height %d, tip is %d: %w",
-					proposalID, s.EndHeight, tip.height, ErrProposalNotOpen)
+					proposalID, s.EndHeight, height, ErrProposalNotOpen)
 			case !s.hasChoice(choice):
 				return fmt.Errorf("devchain: vote on %q: choice %q is not one of %q: %w",
 					proposalID, choice, s.Choices, ErrUnknownChoice)
@@ -298,7 +300,7 @@ func (c *Chain) CastVote(ctx context.Context, voter, proposalID, choice string) 
 			if err := tx.Bucket(bucketVotes).Put(voteKey(proposalID, voter), []byte(choice)); err != nil {
 				return err
 			}
-			res, err = tally(tx, s, tip.height)
+			res, err = tally(tx, s, height)
 			return err
 		})
 	})
@@ -313,15 +315,11 @@ func (c *Chain) Results(ctx context.Context, proposalID string) (hub.Results, er
 	}
 	var res hub.Results
 	err := c.db.View(func(tx *bolt.Tx) error {
-		tip, err := readTip(tx)
+		s, height, err := proposalAt(tx, proposalID)
 		if err != nil {
 			return err
 		}
-		s, err := getProposal(tx, proposalID)
-		if err != nil {
-			return err
-		}
-		res, err = tally(tx, s, tip.height)
+		res, err = tally(tx, s, height)
 		return err
 	})
 	return res, err
