@@ -58,8 +58,8 @@ bench: build
 	set -o pipefail; { \
 	  $(GOTEST) -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) ./verify/ && \
 	  $(GOTEST) -run '^$$' -bench 'Seal|Sha256sum|Verify|Hub|Echo' -benchmem -count $(BENCHCOUNT) ./bench/ && \
-	  $(GOTEST) -run '^$$' -bench 'ColdStart|Peer(PlainExec|Bwrap|Runc|Crun)|Restart' -benchtime 20x -count $(BENCHCOUNT) ./bench/ && \
-	  $(GOTEST) -run '^$$' -bench 'IdleModules|LoadChain100' -benchtime 1x -count $(SLOWCOUNT) -timeout 30m ./bench/ ; \
+	  $(GOTEST) -run '^$$' -bench '^Benchmark(ColdStart|StartPrepared|Peer(PlainExec|Bwrap|Runc|Crun|CrunStart|CrunWrapper)|Restart|RestartAfterBackoff)$$' -benchtime 20x -count $(BENCHCOUNT) ./bench/ && \
+	  $(GOTEST) -run '^$$' -bench '^Benchmark(IdleModules|LoadChain100|PeerCrunChain100)$$' -benchtime 1x -count $(SLOWCOUNT) -timeout 30m ./bench/ ; \
 	} | tee $(BIN)/bench.txt
 	$(GO) run ./bench/benchtable -title "blvm-sandbox benchmarks" \
 	  -pair BenchmarkSeal256MiB=BenchmarkPeerSha256sum256MiB \
@@ -67,6 +67,9 @@ bench: build
 	  -pair BenchmarkColdStart=BenchmarkPeerCrun \
 	  -pair BenchmarkColdStart=BenchmarkPeerRunc \
 	  -pair BenchmarkColdStart=BenchmarkPeerBwrap \
+	  -pair BenchmarkStartPrepared=BenchmarkPeerCrunStart \
+	  -pair BenchmarkStartPrepared=BenchmarkPeerCrun \
+	  -pair BenchmarkLoadChain100=BenchmarkPeerCrunChain100 \
 	  -pair BenchmarkRestart=BenchmarkPeerPlainExec \
 	  -pair BenchmarkRestartAfterBackoff=BenchmarkPeerPlainExec \
 	  -notes docs/benchmarks-notes.md < $(BIN)/bench.txt > docs/BENCHMARKS.md
