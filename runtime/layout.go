@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/blvm/blvm-sandbox/manifest"
 )
@@ -116,4 +117,15 @@ func searchable(dir string) error {
 			return nil
 		}
 	}
+}
+
+// binaryContains reports whether the directory of the binary exe contains
+// dir. libcontainer gives each container's init a sealed view of the
+// runtime's binary through an overlayfs whose lower layers are the binary's
+// directory and the container's state directory. When the first contains
+// the second, overlayfs refuses (ELOOP) and libcontainer falls back to
+// copying the whole binary on every start.
+func binaryContains(exe, dir string) bool {
+	rel, err := filepath.Rel(filepath.Dir(exe), dir)
+	return err == nil && filepath.IsAbs(dir) && rel != ".." && !strings.HasPrefix(rel, "../")
 }

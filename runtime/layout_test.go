@@ -91,3 +91,21 @@ func TestLogFileRotates(t *testing.T) {
 		t.Error("kept more than 2 rotated files")
 	}
 }
+
+func TestBinaryContains(t *testing.T) {
+	for _, c := range []struct {
+		exe, dir string
+		want     bool
+	}{
+		{"/tmp/bench.test", "/tmp/blvm-root/state", true},
+		{"/var/lib/blvm/bin/blvm-sandbox", "/var/lib/blvm/bin", true},
+		{"/usr/local/bin/blvm-sandbox", "/var/lib/blvm-sandbox", false},
+		{"/tmp/go-build1/b001/bench.test", "/tmp/blvm-bench-rt-1", false},
+		{"/opt/blvm/bin/blvm-sandbox", "/opt/blvm/binaries", false},
+		{"/opt/blvm/blvm-sandbox", "relative/root", false},
+	} {
+		if got := binaryContains(c.exe, c.dir); got != c.want {
+			t.Errorf("binaryContains(%q, %q) = %v, want %v", c.exe, c.dir, got, c.want)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -157,6 +158,12 @@ func NewSupervisor(opts Options) (*Supervisor, error) {
 	}
 	if err := s.layout.Recover(s.opts.Host); err != nil {
 		return nil, fmt.Errorf("supervisor: recover: %w", err)
+	}
+	if exe, err := os.Executable(); err == nil {
+		if root, err := filepath.Abs(opts.Root); err == nil && binaryContains(exe, root) {
+			s.log.Warn("the runtime's binary sits in a directory that contains its root; libcontainer will copy the binary for every container start (move one of them)",
+				"binary", exe, "root", root)
+		}
 	}
 	return s, nil
 }
