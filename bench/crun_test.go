@@ -127,6 +127,13 @@ func BenchmarkPeerCrunChain100(b *testing.B) {
 			id := fmt.Sprintf("blvm-bench-chain-%03d", i)
 			chain[i] = &member{id: id, bundle: ociBundle(b, f, id), fix: f, created: make(chan error, 1)}
 		}
+		deleteAll := func() {
+			for _, m := range chain {
+				crun.run(nil, "delete", "-f", m.id)
+			}
+		}
+		// A failed run must not leave containers behind either.
+		b.Cleanup(deleteAll)
 		b.StartTimer()
 		slots := make(chan struct{}, ahead)
 		go func() {
@@ -155,9 +162,7 @@ func BenchmarkPeerCrunChain100(b *testing.B) {
 			<-slots
 		}
 		b.StopTimer()
-		for _, m := range chain {
-			crun.run(nil, "delete", "-f", m.id)
-		}
+		deleteAll()
 		out.Close()
 		os.Remove(out.Name())
 		b.StartTimer()
