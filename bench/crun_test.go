@@ -30,7 +30,7 @@ type crunLauncher struct {
 
 var (
 	crunOnce sync.Once
-	crunL    *crunLauncher
+	crunThread    *crunLauncher
 	crunErr  error
 )
 
@@ -46,12 +46,12 @@ func crunPeer(b *testing.B, state string) *crunLauncher {
 		ready := make(chan error)
 		go l.loop(ready)
 		crunErr = <-ready
-		crunL = l
+		crunThread = l
 	})
 	if crunErr != nil {
 		b.Fatalf("crun mount namespace: %v", crunErr)
 	}
-	return &crunLauncher{crun: crunL.crun, state: state, work: crunL.work}
+	return &crunLauncher{crun: crunThread.crun, state: state, work: crunThread.work}
 }
 
 func (l *crunLauncher) loop(ready chan<- error) {

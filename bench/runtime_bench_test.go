@@ -147,17 +147,18 @@ func BenchmarkColdStart(b *testing.B) {
 		sup.Stop(context.Background(), "coldstart")
 		b.StartTimer()
 	}
+	cpu.done(b)
 	// Where the time goes: creating the container up to the exec fifo, and
 	// from exec (shim, Landlock, module start) to the first frame.
-	cpu.done(b)
 	b.ReportMetric(float64(prepare.Microseconds())/float64(b.N)/1000, "prepare-ms")
 	b.ReportMetric(float64(run.Microseconds())/float64(b.N)/1000, "run-ms")
 }
 
 // firstFrame starts cmd (with start, or cmd.Start if nil) and returns once
-// the module's first bytes arrive on ln. Then, outside the timer, cleanup (the peer's own delete) runs and the
-// process tree is killed. stderr goes to a file, not a pipe: a container
-// process holding a pipe open would keep Wait from returning.
+// the module's first bytes arrive on ln. Then, outside the timer, cleanup
+// (the peer's own delete) runs and the process tree is killed. stderr goes
+// to a file, not a pipe: a container process holding a pipe open would keep
+// Wait from returning.
 func firstFrame(b *testing.B, ln *net.UnixListener, cmd *exec.Cmd, start func(*exec.Cmd) error, cleanup func()) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	stderr, err := os.CreateTemp("", "blvm-peer-stderr-")
