@@ -29,9 +29,9 @@ type crunLauncher struct {
 }
 
 var (
-	crunOnce sync.Once
-	crunThread    *crunLauncher
-	crunErr  error
+	crunOnce   sync.Once
+	crunThread *crunLauncher
+	crunErr    error
 )
 
 // crunPeer returns the process-wide launcher, or skips without crun.
