@@ -16,7 +16,7 @@ import (
 // crun 1.8 refuses this hybrid cgroup host (ENVIRONMENT.md). It runs
 // correctly in a mount namespace where the unified hierarchy is unmounted.
 // Wrapping every call in `unshare -m sh -c 'umount …; exec crun …'` costs
-// three extra execs, about 18 ms here (BenchmarkPeerCrunWrapper), which
+// three extra execs, 16–20 ms here (BenchmarkPeerCrunWrapper), which
 // would flatter every comparison with crun. Instead one OS thread of this
 // process leaves the shared filesystem context, unshares its mount
 // namespace, unmounts the unified hierarchy there, and forks every crun
@@ -34,7 +34,8 @@ var (
 	crunErr    error
 )
 
-// crunPeer returns the process-wide launcher, or skips without crun.
+// crunPeer returns a launcher with its own state root that forks from the
+// process-wide thread, or skips without crun.
 func crunPeer(b *testing.B, state string) *crunLauncher {
 	b.Helper()
 	crun, err := exec.LookPath("crun")
