@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/common/model"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/blvm/blvm-sandbox/internal/syncbuf"
 	"github.com/blvm/blvm-sandbox/ipc/pb"
 )
 
@@ -281,7 +282,7 @@ func TestLogs(t *testing.T) {
 	}
 
 	fctx, cancel := context.WithCancel(ctx)
-	var follow syncBuffer
+	var follow syncbuf.Buffer
 	done := make(chan error, 1)
 	go func() { done <- c.Logs(fctx, "stratum-v2", true, &follow) }()
 	wait := func(want string) {

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/blvm/blvm-sandbox/admin"
+	"github.com/blvm/blvm-sandbox/internal/syncbuf"
 	"github.com/blvm/blvm-sandbox/internal/testbuild"
 	"github.com/blvm/blvm-sandbox/runtime"
 )
@@ -42,7 +43,7 @@ type daemon struct {
 	dir    string // node.toml, keys, modules, admin.sock
 	root   string
 	cmd    *exec.Cmd
-	log    *syncBuffer
+	log    *syncbuf.Buffer
 	client *admin.Client
 }
 
@@ -69,7 +70,7 @@ func newDaemon(t *testing.T) *daemon {
 		t.Fatal(err)
 	}
 	os.Chmod(dir, 0o711)
-	d := &daemon{t: t, bin: bin, dir: dir, root: filepath.Join(dir, "root"), log: &syncBuffer{}}
+	d := &daemon{t: t, bin: bin, dir: dir, root: filepath.Join(dir, "root"), log: &syncbuf.Buffer{}}
 	d.client = &admin.Client{Socket: filepath.Join(dir, "admin.sock")}
 	modules := filepath.Join(dir, "modules")
 	var pins []string
@@ -384,7 +385,7 @@ func TestRootDaemon(t *testing.T) {
 		if left, _ := (runtime.Layout{Root: d.root}).Orphans(); len(left) == 0 {
 			t.Fatal("a killed daemon left nothing behind: the recovery check below would prove nothing")
 		}
-		d.log = &syncBuffer{}
+		d.log = &syncbuf.Buffer{}
 		d.start()
 		if alive(oldPid) {
 			t.Errorf("module process %d from the killed daemon is still running", oldPid)

@@ -2,7 +2,6 @@ package integration
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,11 +9,11 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/blvm/blvm-sandbox/capabilities"
+	"github.com/blvm/blvm-sandbox/internal/syncbuf"
 	"github.com/blvm/blvm-sandbox/internal/testbuild"
 	"github.com/blvm/blvm-sandbox/manifest"
 	"github.com/blvm/blvm-sandbox/nodeconfig"
@@ -155,7 +154,7 @@ func (s *sandbox) start(name, attack, arg string, out, errw io.Writer) error {
 // attack runs the hostile module with one attack to its end.
 func (s *sandbox) attack(attack, arg string) outcome {
 	s.t.Helper()
-	var out, errw syncBuffer
+	var out, errw syncbuf.Buffer
 	if err := s.start("hostile", attack, arg, &out, &errw); err != nil {
 		s.t.Fatalf("start %s: %v", attack, err)
 	}
@@ -174,23 +173,6 @@ func (s *sandbox) attack(attack, arg string) outcome {
 		}
 	}
 	return o
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 func TestRootContainerSmoke(t *testing.T) {

@@ -1,15 +1,15 @@
 package hub_test
 
 import (
-	"bytes"
 	"errors"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/blvm/blvm-sandbox/internal/syncbuf"
 
 	"google.golang.org/protobuf/proto"
 
@@ -18,24 +18,6 @@ import (
 	"github.com/blvm/blvm-sandbox/ipc/pb"
 )
 
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // env is a hub over a fake backend, with sockets in a short temp dir
 // (sun_path holds 108 bytes; t.TempDir() can be longer).
 type env struct {
@@ -43,7 +25,7 @@ type env struct {
 	h    *hub.Hub
 	b    *hubtest.Backend
 	dir  string
-	logs *syncBuffer
+	logs *syncbuf.Buffer
 }
 
 func newEnv(t *testing.T, cfg hub.Config) *env {
@@ -62,7 +44,7 @@ func newEnvWith(t *testing.T, cfg hub.Config, b hub.Backend) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
