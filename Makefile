@@ -23,7 +23,7 @@ all: build
 # Install the system packages the build needs, only when missing.
 deps:
 	@need=""; \
-	for p in libseccomp-dev libc6-dev pkg-config gcc protobuf-compiler; do \
+	for p in libseccomp-dev libc6-dev pkg-config gcc protobuf-compiler e2fsprogs; do \
 	  dpkg -s $$p >/dev/null 2>&1 || need="$$need $$p"; \
 	done; \
 	if [ -n "$$need" ]; then \
@@ -32,7 +32,9 @@ deps:
 	fi
 	@[ -x $(GOBIN)/protoc-gen-go ] || $(GO) install $(PROTOC_GEN_GO)
 
-build:
+# build and test pull in deps, so `make run` and `make test` work on a fresh
+# machine that has only Go (deps is a no-op once the packages are there).
+build: deps
 	CGO_ENABLED=1 $(GO) build $(STATIC) -o $(BIN)/blvm-sandbox ./cmd/blvm-sandbox
 	# The shim runs inside every container: static, no libc, no cgo.
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BIN)/blvm-landlock-shim ./cmd/blvm-landlock-shim
@@ -44,7 +46,7 @@ build:
 
 # Unit tests everywhere; integration/ runs real kernels and needs root (its
 # tests skip themselves otherwise).
-test: lint proto-check
+test: deps lint proto-check
 	$(GOTEST) -count=1 ./...
 
 # The README's main job: a demo node with the example modules signed 2-of-3,
