@@ -82,7 +82,7 @@ func newSupervisor(b *testing.B, restart runtime.RestartPolicy, onEvent func(run
 }
 
 // drain accepts and reads each connection, as the hub would.
-func drain(ln net.Listener) error {
+func drain(ln net.Listener, _ int) error {
 	go func() {
 		for {
 			c, err := ln.Accept()

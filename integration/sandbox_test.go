@@ -114,7 +114,7 @@ func (s *sandbox) compileErr(name string) (*policy.Policy, error) {
 func nodeDefault() *nodeconfig.Config { return nodeconfig.Default() }
 
 // drainHub stands in for the hub: it accepts and reads until closed.
-func drainHub(ln net.Listener) error {
+func drainHub(ln net.Listener, _ int) error {
 	go func() {
 		for {
 			c, err := ln.Accept()

@@ -276,7 +276,7 @@ func (m *Manager) prepare(ctx context.Context, name string) error {
 	}
 	err = m.sup.Prepare(ctx, runtime.Module{
 		Policy: prep.Policy, Binary: prep.Verified.StorePath, Config: prep.Config,
-		Serve: func(ln net.Listener) error { return m.hub.Attach(spec, ln) },
+		Serve: func(ln net.Listener, uid int) error { spec.PeerUID = uid; return m.hub.Attach(spec, ln) },
 	})
 	if err != nil {
 		m.hub.Detach(name)

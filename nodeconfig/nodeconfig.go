@@ -46,6 +46,14 @@ type Sandbox struct {
 	CrashWindow     time.Duration `toml:"crash_window"`
 	StopGrace       time.Duration `toml:"stop_grace"`    // SIGTERM to SIGKILL
 	ReadyTimeout    time.Duration `toml:"ready_timeout"` // start to the module's first frame
+	// DiskBytes and DiskInodes are the kernel-enforced quota on each
+	// module's /data, unless [modules.<name>] sets its own.
+	DiskBytes  int64 `toml:"disk_bytes"`
+	DiskInodes int64 `toml:"disk_inodes"`
+	// UIDBase is the first host uid handed to modules; each module gets
+	// 65536 ids from there. It must not overlap /etc/subuid, /etc/subgid or
+	// the host's users (checked at allocation).
+	UIDBase int64 `toml:"uid_base"`
 }
 
 // Trust pins maintainer keys. Keys inside a manifest are hints only.
@@ -86,6 +94,8 @@ type Module struct {
 	Deny           []string       // capabilities refused to this module
 	Limits         Limits         // overrides [limits]
 	AllowDowngrade bool           // accept a version below the high-water mark
+	DiskBytes      int64          // overrides [sandbox] disk_bytes
+	DiskInodes     int64          // overrides [sandbox] disk_inodes
 	Config         map[string]any // everything else: module configuration
 }
 
@@ -96,6 +106,27 @@ type Provided struct {
 	Description string `toml:"description"`
 	Tier        string `toml:"tier"`
 	Danger      string `toml:"danger"`
+}
+
+// EffectiveDisk returns the module's /data quota: [modules.<name>]
+// disk_bytes and disk_inodes when set, else [sandbox]'s, else the defaults.
+func (c *Config) EffectiveDisk(name string) (bytes, inodes int64) {
+	def := Default().Sandbox
+	bytes, inodes = def.DiskBytes, def.DiskInodes
+	if c.Sandbox.DiskBytes != 0 {
+		bytes = c.Sandbox.DiskBytes
+	}
+	if c.Sandbox.DiskInodes != 0 {
+		inodes = c.Sandbox.DiskInodes
+	}
+	m := c.ModuleSettings(name)
+	if m.DiskBytes != 0 {
+		bytes = m.DiskBytes
+	}
+	if m.DiskInodes != 0 {
+		inodes = m.DiskInodes
+	}
+	return bytes, inodes
 }
 
 // IsEnabled reports whether the daemon loads module name at start: unless

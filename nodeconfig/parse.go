@@ -45,6 +45,7 @@ func Default() *Config {
 			RestartDelay:   500 * time.Millisecond, RestartMaxDelay: 30 * time.Second,
 			MaxCrashes: 5, CrashWindow: 5 * time.Minute,
 			StopGrace: 5 * time.Second, ReadyTimeout: 10 * time.Second,
+			DiskBytes: 1 << 30, DiskInodes: 1_000_000, UIDBase: DefaultUIDBase,
 		},
 		Capabilities: Ceiling{MaxTier: "participate"},
 		Limits: Limits{
@@ -60,6 +61,20 @@ func Default() *Config {
 	}
 }
 
+// DefaultUIDBase is the first host uid handed to modules unless [sandbox]
+// uid_base says otherwise.
+const DefaultUIDBase = 1 << 20
+
+// Quota bounds: below MinDiskBytes an ext4 image has no room for its own
+// metadata; below MinDiskInodes a module cannot create its database files.
+const (
+	MinDiskBytes  = 16 << 20
+	MinDiskInodes = 1024
+	// MinUIDBase keeps module ranges clear of the first 65536 ids, where
+	// distributions put system and human users.
+	MinUIDBase = 1 << 16
+)
+
 // Parse reads and validates the node config at path. On error it returns
 // manifest.Problems listing everything wrong, each as "FILE:LINE: FIELD:
 // message" with the file's base name; the Config is then nil, because a
@@ -74,14 +89,14 @@ func Parse(path string) (*Config, error) {
 
 // moduleReserved are the [modules.<name>] keys the operator's settings use;
 // every other key is module configuration.
-var moduleReserved = []string{"enabled", "threshold", "maintainers", "allow", "deny", "limits", "allow_downgrade"}
+var moduleReserved = []string{"enabled", "threshold", "maintainers", "allow", "deny", "limits", "allow_downgrade", "disk_bytes", "disk_inodes"}
 
 // knownKeys lists the keys allowed in each table, for "did you mean".
 var knownKeys = map[string][]string{
 	"":                      {"node", "paths", "sandbox", "trust", "capabilities", "limits", "modules", "provided_capabilities"},
 	"node":                  {"version", "network", "database_backend"},
 	"paths":                 {"root", "modules_dir"},
-	"sandbox":               {"min_landlock_abi", "restart_delay", "restart_max_delay", "max_crashes", "crash_window", "stop_grace", "ready_timeout"},
+	"sandbox":               {"min_landlock_abi", "restart_delay", "restart_max_delay", "max_crashes", "crash_window", "stop_grace", "ready_timeout", "disk_bytes", "disk_inodes", "uid_base"},
 	"trust":                 {"threshold", "maintainers"},
 	"trust.maintainers":     {"name", "public_key"},
 	"capabilities":          {"max_tier", "deny"},
@@ -176,6 +191,10 @@ func decodeModule(d *tomlfile.Decoder, name string, raw map[string]toml.Primitiv
 			dst = &m.AllowDowngrade
 		case "enabled":
 			dst = &m.Enabled
+		case "disk_bytes":
+			dst = &m.DiskBytes
+		case "disk_inodes":
+			dst = &m.DiskInodes
 		default:
 			// A near miss of a reserved key is almost certainly a typo; as
 			// module configuration it would silently drop an operator
@@ -217,6 +236,9 @@ func (c *Config) fillDefaults() {
 	setDefault(&c.Sandbox.CrashWindow, def.Sandbox.CrashWindow)
 	setDefault(&c.Sandbox.StopGrace, def.Sandbox.StopGrace)
 	setDefault(&c.Sandbox.ReadyTimeout, def.Sandbox.ReadyTimeout)
+	setDefault(&c.Sandbox.DiskBytes, def.Sandbox.DiskBytes)
+	setDefault(&c.Sandbox.DiskInodes, def.Sandbox.DiskInodes)
+	setDefault(&c.Sandbox.UIDBase, def.Sandbox.UIDBase)
 	setString(&c.Capabilities.MaxTier, def.Capabilities.MaxTier)
 	c.Limits = overlay(def.Limits, c.Limits)
 }
@@ -369,6 +391,13 @@ func (c *Config) validate(v *validator) {
 		v.add("sandbox.min_landlock_abi", "%d: want 1 or more", c.Sandbox.MinLandlockABI)
 	}
 
+	v.disk("sandbox", c.Sandbox.DiskBytes, c.Sandbox.DiskInodes)
+	if v.defined("sandbox", "uid_base") {
+		if b := c.Sandbox.UIDBase; b < MinUIDBase || b%(1<<16) != 0 || b > 1<<31 {
+			v.add("sandbox.uid_base", "%d: want a multiple of 65536 from %d to %d", b, MinUIDBase, int64(1)<<31)
+		}
+	}
+
 	pinned := c.validateTrust(v)
 
 	if t := c.Capabilities.MaxTier; v.defined("capabilities", "max_tier") && TierRank(t) < 0 {
@@ -489,6 +518,18 @@ func (c *Config) validateModule(v *validator, name string, m *Module, pinned map
 		}
 	}
 	v.limits(f+".limits", m.Limits, "modules", name, "limits")
+	v.disk(f, m.DiskBytes, m.DiskInodes)
+}
+
+// disk checks the quota keys of the table at key (sandbox or
+// modules.<name>); zero means unset.
+func (v *validator) disk(table string, bytes, inodes int64) {
+	if bytes != 0 && bytes < MinDiskBytes {
+		v.add(table+".disk_bytes", "%d: want at least %d (16 MiB)", bytes, MinDiskBytes)
+	}
+	if inodes != 0 && inodes < MinDiskInodes {
+		v.add(table+".disk_inodes", "%d: want at least %d", inodes, MinDiskInodes)
+	}
 }
 
 func (v *validator) capabilityList(field string, caps []string) {

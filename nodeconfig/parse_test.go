@@ -289,6 +289,12 @@ func TestParseProblems(t *testing.T) {
 		{"duration", "[sandbox]\nrestart_delay = \"soon\"\n", []string{
 			`node.toml:2: sandbox.restart_delay: invalid duration: "soon"`,
 		}},
+		{"disk quota", "[sandbox]\ndisk_bytes = 1024\ndisk_inodes = 10\nuid_base = 70000\n[modules.m]\ndisk_bytes = 5\n", []string{
+			`node.toml:2: sandbox.disk_bytes: 1024: want at least 16777216 (16 MiB)`,
+			`node.toml:3: sandbox.disk_inodes: 10: want at least 1024`,
+			`node.toml:4: sandbox.uid_base: 70000: want a multiple of 65536 from 65536 to 2147483648`,
+			`node.toml:6: modules.m.disk_bytes: 5: want at least 16777216 (16 MiB)`,
+		}},
 		{"module enabled", "[modules.m]\nenabled = \"no\"\n", []string{
 			`node.toml:2: modules.m.enabled: wrong type: want a boolean, not a string`,
 		}},
@@ -313,6 +319,31 @@ func TestParseProblems(t *testing.T) {
 				t.Errorf("got\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(tt.want, "\n  "))
 			}
 		})
+	}
+}
+
+func TestEffectiveDisk(t *testing.T) {
+	c, err := ParseBytes("node.toml", []byte("[sandbox]\ndisk_bytes = 2147483648\n[modules.big]\ndisk_bytes = 4294967296\ndisk_inodes = 5000\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		module        string
+		bytes, inodes int64
+	}{
+		{"big", 4 << 30, 5000},
+		{"other", 2 << 30, 1_000_000},
+	} {
+		b, i := c.EffectiveDisk(tt.module)
+		if b != tt.bytes || i != tt.inodes {
+			t.Errorf("EffectiveDisk(%s) = %d, %d; want %d, %d", tt.module, b, i, tt.bytes, tt.inodes)
+		}
+	}
+	if _, ok := c.Modules["big"].Config["disk_bytes"]; ok {
+		t.Error("disk_bytes leaked into the module's own configuration")
+	}
+	if b, i := Default().EffectiveDisk("m"); b != 1<<30 || i != 1_000_000 {
+		t.Errorf("default quota %d bytes, %d inodes", b, i)
 	}
 }
 

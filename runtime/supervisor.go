@@ -22,9 +22,10 @@ type Module struct {
 	Binary string // verified store entry (store/sha256/<hex>)
 	Config []byte // the merged config, mounted read-only
 	// Serve is handed the module's hub socket once, at load; the hub serves
-	// it until the supervisor closes it at unload. Identity is the socket.
-	// An error refuses the load.
-	Serve func(ln net.Listener) error
+	// it until the supervisor closes it at unload. Identity is the socket;
+	// hostUID is the host uid the module runs as, the only peer (besides the
+	// runtime itself) the hub should accept on it. An error refuses the load.
+	Serve func(ln net.Listener, hostUID int) error
 	// Output receives a copy of the module's stdout and stderr besides the
 	// log file (the run command's terminal). Optional.
 	Stdout, Stderr io.Writer
@@ -279,7 +280,7 @@ func (s *Supervisor) load(sv *supervised) error {
 		return err
 	}
 	sv.logFile, sv.ln = lf, newReadyListener(ln)
-	if err := sv.mod.Serve(sv.ln); err != nil {
+	if err := sv.mod.Serve(sv.ln, ids.HostUID()); err != nil {
 		ln.Close()
 		os.Remove(s.layout.Socket(name))
 		lf.Close()

@@ -108,7 +108,7 @@ func runModule(stdout, stderr io.Writer, f *runFlags, dir string) error {
 	}
 	err = sup.Start(ctx, runtime.Module{
 		Policy: prep.Policy, Binary: prep.Verified.StorePath, Config: prep.Config,
-		Serve:  func(ln net.Listener) error { return h.Attach(spec, ln) },
+		Serve:  func(ln net.Listener, uid int) error { spec.PeerUID = uid; return h.Attach(spec, ln) },
 		Stdout: stdout, Stderr: stderr,
 	})
 	if err != nil {

@@ -96,6 +96,9 @@ type ModuleSpec struct {
 	Version      string
 	Capabilities []string
 	ACL          policy.HubACL
+	// PeerUID is the host uid the module runs as. Only it, and the hub's
+	// own uid, may connect on the module's socket (SO_PEERCRED).
+	PeerUID int
 }
 
 // ModuleStats are a module's counters since the hub first saw its name. They
