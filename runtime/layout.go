@@ -129,3 +129,19 @@ func binaryContains(exe, dir string) bool {
 	rel, err := filepath.Rel(filepath.Dir(exe), dir)
 	return err == nil && filepath.IsAbs(dir) && rel != ".." && !strings.HasPrefix(rel, "../")
 }
+
+// PurgeData removes the module's data dir, for an uninstall that asks for
+// it. The module must not be loaded. It returns what it removed.
+func (l Layout) PurgeData(name string) ([]string, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	dir := l.Data(name)
+	if _, err := os.Lstat(dir); err != nil {
+		return nil, nil
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, err
+	}
+	return []string{dir}, nil
+}

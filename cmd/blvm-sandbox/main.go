@@ -75,6 +75,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(newRunCommand(stdout, stderr))
 	root.AddCommand(newUpCommand(stdout, stderr))
 	root.AddCommand(newInstallCommand(stdout, stderr))
+	root.AddCommand(newUninstallCommand(stdout))
 	addOperatorCommands(root, stdout, stderr)
 	return root
 }
