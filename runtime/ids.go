@@ -254,6 +254,9 @@ func (l Layout) importLegacy(reg uidRegistry) error {
 	}
 	var pending []rangeEntry
 	_, err = reg.update(func(tx *registryTx) error {
+		// Every legacy range that is still free is adopted first, so that
+		// a fresh range for one that is not never takes another's.
+		var moved []string
 		for _, name := range slices.Sorted(maps.Keys(legacy.Slots)) {
 			if checkName(name) != nil {
 				return fmt.Errorf("legacy uid ranges: %s: module name %q is not valid", l.legacyIDsFile(), name)
@@ -261,19 +264,25 @@ func (l Layout) importLegacy(reg uidRegistry) error {
 			if _, ok := tx.find(root, name); ok {
 				continue
 			}
+			if slot := legacy.Slots[name]; uint64(slot) >= (idsEnd-IDsBase)/IDsPerModule {
+				return fmt.Errorf("legacy uid ranges: %s: module %s: slot %d is past the last range", l.legacyIDsFile(), name, slot)
+			}
 			old := IDRange{Base: IDsBase + legacy.Slots[name]*IDsPerModule, Count: IDsPerModule}
 			_, used := tx.taken(old)
 			_, clash := host.conflict(old)
-			if !used && !clash {
-				tx.t.Ranges = append(tx.t.Ranges, rangeEntry{Root: root, Module: name, Base: old.Base, Count: old.Count})
-				tx.dirty = true
+			if used || clash || old.end() > idsEnd {
+				moved = append(moved, name)
 				continue
 			}
+			tx.t.Ranges = append(tx.t.Ranges, rangeEntry{Root: root, Module: name, Base: old.Base, Count: old.Count})
+			tx.dirty = true
+		}
+		for _, name := range moved {
 			if _, err := tx.allocate(root, name, host); err != nil {
 				return err
 			}
 			e, _ := tx.find(root, name)
-			e.ReownFrom = old.Base
+			e.ReownFrom = IDsBase + legacy.Slots[name]*IDsPerModule
 		}
 		// Re-owning that a crash interrupted is finished now, too.
 		for _, e := range tx.t.Ranges {
