@@ -1,7 +1,7 @@
 package runtime
 
 import (
-		"os"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
