@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/blvm/blvm-sandbox/admin"
 	"github.com/blvm/blvm-sandbox/internal/syncbuf"
 	"github.com/blvm/blvm-sandbox/runtime"
 )
@@ -416,4 +417,62 @@ func TestRootFilesExpiryWhileRunning(t *testing.T) {
 		t.Errorf("module process %d still alive", pid)
 	}
 	s.sup.Stop(ctx, "ageing")
+}
+
+// The daemon stops a module whose signed expiry passes while it runs, and
+// `ps` shows it expired, with the reason, rather than crashed or failed.
+func TestRootFilesDaemonShowsExpired(t *testing.T) {
+	requireRoot(t)
+	bin := buildCLI(t)
+	dir, err := os.MkdirTemp("", "blvm-up-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o711)
+	r := runCLI(t, bin, "keys", "generate", "--out", filepath.Join(dir, "alice.key"))
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	pub := lines[len(lines)-1]
+	mod := filepath.Join(dir, "modules", "ageing")
+	os.MkdirAll(mod, 0o755)
+	copyFile(t, binaries.Hostile, filepath.Join(mod, "ageing"), 0o755)
+	expires := time.Now().Add(6 * time.Second).UTC().Truncate(time.Second).Add(time.Second)
+	os.WriteFile(filepath.Join(mod, "module.toml"), []byte(fmt.Sprintf("name = \"ageing\"\nversion = \"1.0.0\"\nentry_point = \"ageing\"\nexpires = %s\ncapabilities = [\"read_blockchain\"]\n[config_schema]\nattack = \"\"\narg = \"\"\n",
+		expires.Format(time.RFC3339))), 0o644)
+	os.WriteFile(filepath.Join(mod, "config.toml"), []byte("attack = \"sleep\"\narg = \"60s\"\n"), 0o644)
+	if r := runCLI(t, bin, "sign", "--key", filepath.Join(dir, "alice.key"), "--binary", filepath.Join(mod, "ageing"), "--threshold", "1-of-1", mod); r.code != 0 {
+		t.Fatalf("sign: %+v", r)
+	}
+	root := filepath.Join(dir, "root")
+	cfg := fmt.Sprintf("[node]\nversion = \"0.1.0\"\n[paths]\nroot = %q\nmodules_dir = %q\n[sandbox]\nstop_grace = \"1s\"\n[trust]\nthreshold = \"1-of-1\"\nmaintainers = [ { name = \"alice\", public_key = %q } ]\n",
+		root, filepath.Join(dir, "modules"), pub)
+	os.WriteFile(filepath.Join(dir, "node.toml"), []byte(cfg), 0o644)
+	d := &daemon{t: t, bin: bin, dir: dir, root: root, log: &syncbuf.Buffer{}}
+	d.client = &admin.Client{Socket: filepath.Join(dir, "admin.sock")}
+	d.cmd = exec.Command(bin, "up", "--config", filepath.Join(dir, "node.toml"), "--admin-socket", d.client.Socket)
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		d.stop()
+		if left, err := (runtime.Layout{Root: root}).Orphans(); err != nil || len(left) != 0 {
+			t.Errorf("orphans after the daemon stopped: %v %v", left, err)
+		}
+	}()
+	d.waitFor("ageing running", func(mods []admin.ModuleInfo) bool { return state(mods, "ageing").State == "running" })
+	if time.Now().After(expires) {
+		t.Fatal("the module's expiry passed before it ran: the check below would prove nothing")
+	}
+	m := d.waitFor("ageing expired", func(mods []admin.ModuleInfo) bool { return state(mods, "ageing").State == admin.StateExpired })
+	if info := state(m, "ageing"); !strings.Contains(info.Error, "signatures expired at "+expires.Format(time.RFC3339)) || info.Pid != 0 {
+		t.Errorf("ps row %+v", info)
+	}
+	if time.Now().Before(expires) {
+		t.Error("stopped before its expiry")
+	}
+	ps := runCLI(t, bin, "ps", "--admin-socket", d.client.Socket)
+	if !strings.Contains(ps.stdout, "expired") || !strings.Contains(ps.stdout, "ageing expired: signatures expired at") {
+		t.Errorf("ps:\n%s", ps.stdout)
+	}
 }
