@@ -476,3 +476,89 @@ func TestRootFilesDaemonShowsExpired(t *testing.T) {
 		t.Errorf("ps:\n%s", ps.stdout)
 	}
 }
+
+// Two runtime roots on one host (a daemon and a `run`, say) share the
+// host-wide uid registry: the same module name gets disjoint ranges, so
+// neither module can own the other's files.
+func TestRootFilesTwoRootsDisjoint(t *testing.T) {
+	a, b := newSandbox(t, runtime.RestartPolicy{Never: true}), newSandbox(t, runtime.RestartPolicy{Never: true})
+	for _, s := range []*sandbox{a, b} {
+		if err := s.start("twin", "sleep", "60s", nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ua, ub := moduleUID(t, a, "twin"), moduleUID(t, b, "twin")
+	baseA, baseB := ua-runtime.ModuleUID, ub-runtime.ModuleUID
+	if baseA < baseB+runtime.IDsPerModule && baseB < baseA+runtime.IDsPerModule {
+		t.Errorf("two roots' twins run as %d and %d: their ranges overlap", ua, ub)
+	}
+	checkPaths(t, privatePaths(a.root, "twin", ua))
+	checkPaths(t, privatePaths(b.root, "twin", ub))
+}
+
+// A root written by an older runtime (the module's files directly in
+// data/modules/<name>, its range in state/ids.json) is migrated at load
+// without loss: the module finds its file in /data and can open it. When
+// another root holds the legacy range (older runtimes gave every root the
+// same ranges), the module gets a fresh range and its files are re-owned.
+func TestRootFilesOldLayoutMigrated(t *testing.T) {
+	for _, taken := range []bool{false, true} {
+		t.Run(fmt.Sprintf("legacy range taken=%v", taken), func(t *testing.T) {
+			if taken {
+				holder := newSandbox(t, runtime.RestartPolicy{Never: true})
+				if err := holder.start("holder", "sleep", "60s", nil, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Free: a registry of its own, whatever else runs on this host.
+			registry := ""
+			if !taken {
+				registry = filepath.Join(t.TempDir(), "ranges.json")
+			}
+			uid := migrateOldRoot(t, registry)
+			if legacy := runtime.IDsBase + runtime.ModuleUID; taken == (uid == legacy) {
+				t.Errorf("module runs as %d (legacy uid %d) with the legacy range taken=%v", uid, legacy, taken)
+			}
+		})
+	}
+}
+
+// migrateOldRoot writes an old root, starts the module on it, checks it
+// reads its file, and returns the uid it ran as. An empty registry is the
+// host-wide default.
+func migrateOldRoot(t *testing.T, registry string) int {
+	s := newSandbox(t, runtime.RestartPolicy{Never: true})
+	s.sup.Close(context.Background())
+	l := runtime.Layout{Root: s.root}
+	// What the old runtime left: slot 0, uid IDsBase+1000, a 0600 file.
+	oldUID := runtime.IDsBase + runtime.ModuleUID
+	old := l.DataParent("hostile")
+	os.RemoveAll(old)
+	os.MkdirAll(old, 0o700)
+	os.WriteFile(filepath.Join(old, "wallet"), []byte("keys"), 0o600)
+	os.Chown(old, oldUID, oldUID)
+	os.Chown(filepath.Join(old, "wallet"), oldUID, oldUID)
+	os.WriteFile(filepath.Join(l.StateDir(), "ids.json"), []byte(`{"next":1,"slots":{"hostile":0}}`), 0o600)
+	sup, err := runtime.NewSupervisor(runtime.Options{Root: s.root, Shim: binaries.Shim, Host: s.host, Grace: time.Second, Restart: runtime.RestartPolicy{Never: true}, UIDRegistry: registry})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.sup = sup
+	if err := s.start("hostile", "sleep", "60s", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	uid := moduleUID(t, s, "hostile")
+	s.sup.Stop(context.Background(), "hostile")
+	o := s.attack("read-host", "/data/wallet")
+	if o.res.Errno != "ok" {
+		t.Fatalf("the module cannot open its migrated file: %+v\n%s", o.res, o.stderr)
+	}
+	if b, err := os.ReadFile(filepath.Join(l.Data("hostile"), "wallet")); err != nil || string(b) != "keys" {
+		t.Errorf("db/wallet: %q %v", b, err)
+	}
+	checkPaths(t, []modeOwner{{filepath.Join(l.Data("hostile"), "wallet"), uid, 0o600, 0}})
+	if _, err := os.Stat(filepath.Join(l.StateDir(), "ids.json.migrated")); err != nil {
+		t.Errorf("legacy ids: %v", err)
+	}
+	return uid
+}
