@@ -306,6 +306,7 @@ func (s *Supervisor) load(sv *supervised) error {
 	}
 	ln, err := listenSocket(s.layout.SocketDir(name), s.layout.Socket(name), ids.HostUID())
 	if err != nil {
+		os.RemoveAll(s.layout.SocketDir(name))
 		lf.Close()
 		return err
 	}
