@@ -65,12 +65,13 @@ const (
 	StateStopping   = "stopping"
 	StateStopped    = "stopped"
 	StateFailed     = "failed"
+	StateExpired    = "expired" // its signatures expired; stopped, not restarted
 	StateRefused    = "refused"
 )
 
 // States lists every module state, in lifecycle order.
 func States() []string {
-	return []string{StateStarting, StateRunning, StateRestarting, StateStopping, StateStopped, StateFailed, StateRefused}
+	return []string{StateStarting, StateRunning, StateRestarting, StateStopping, StateStopped, StateFailed, StateExpired, StateRefused}
 }
 
 // ModuleInfo is one row of `ps`: a module's state and its live figures.

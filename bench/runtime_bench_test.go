@@ -263,7 +263,7 @@ func ociBundle(b *testing.B, f *peerFixture, cgroup string) string {
 	host, _ := runtime.DetectHost("/sys/fs/cgroup")
 	p := compileHostile(b, "peer", host)
 	l := runtime.Layout{Root: filepath.Join(f.dir, "root")}
-	rootfs, config, err := l.WriteBundle(p, []byte(sleepConfig))
+	rootfs, config, err := l.WriteBundle(p, []byte(sleepConfig), runtime.IDRange{Base: runtime.IDsBase, Count: runtime.IDsPerModule})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -259,7 +259,7 @@ func TestRootDaemon(t *testing.T) {
 	})
 
 	t.Run("config merge", func(t *testing.T) {
-		b, err := os.ReadFile(filepath.Join(runtime.Layout{Root: d.root}.Bundle("stratum-v2"), "config.toml"))
+		b, err := os.ReadFile(runtime.Layout{Root: d.root}.Config("stratum-v2"))
 		if err != nil {
 			t.Fatal(err)
 		}

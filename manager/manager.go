@@ -36,6 +36,9 @@ type Options struct {
 	// containers for ahead of the one it starts (0: 4). Each waiting
 	// container holds a blocked init process (a few MiB) until it runs.
 	PrepareAhead int
+	// UIDRegistry is the host-wide uid range registry ("":
+	// runtime.DefaultUIDRegistry).
+	UIDRegistry string
 }
 
 // Manager loads, supervises and unloads modules in dependency order, and
@@ -95,6 +98,7 @@ func New(opts Options) (*Manager, error) {
 	sup, err := runtime.NewSupervisor(runtime.Options{
 		Root: opts.Config.Paths.Root, Shim: opts.Shim, Host: opts.Host,
 		Grace: sb.StopGrace, Ready: sb.ReadyTimeout, Logger: opts.Logger,
+		UIDBase: uint32(sb.UIDBase), UIDRegistry: opts.UIDRegistry,
 		Restart: runtime.RestartPolicy{Delay: sb.RestartDelay, MaxDelay: sb.RestartMaxDelay, MaxCrashes: sb.MaxCrashes, Window: sb.CrashWindow},
 		OnEvent: m.onRuntimeEvent,
 	})
@@ -275,12 +279,12 @@ func (m *Manager) prepare(ctx context.Context, name string) error {
 		Capabilities: prep.Capabilities.Names(), ACL: prep.Policy.Hub,
 	}
 	err = m.sup.Prepare(ctx, runtime.Module{
-		Policy: prep.Policy, Binary: prep.Verified.StorePath, Config: prep.Config,
+		Policy: prep.Policy, Binary: prep.Verified.StorePath, Config: prep.Config, Expires: Expiry(prep.Manifest),
 		Serve: func(ln net.Listener, uid int) error { spec.PeerUID = uid; return m.hub.Attach(spec, ln) },
 	})
 	if err != nil {
 		m.hub.Detach(name)
-		m.refuse(name, err.Error())
+		m.refuseOrExpire(name, err)
 		return fmt.Errorf("load %s: %w", name, err)
 	}
 	m.mu.Lock()
@@ -302,7 +306,7 @@ func (m *Manager) run(ctx context.Context, name string) error {
 	m.mu.Unlock()
 	if err := m.sup.Run(ctx, name); err != nil {
 		m.hub.Detach(name)
-		m.refuse(name, err.Error())
+		m.refuseOrExpire(name, err)
 		return fmt.Errorf("load %s: %w", name, err)
 	}
 	if err := verify.RecordLoaded(m.cfg.Paths.Root, name, prep.Manifest.Version); err != nil {
@@ -316,6 +320,30 @@ func (m *Manager) run(ctx context.Context, name string) error {
 	m.hub.ModuleLoaded(moduleID(prep.Manifest), name, prep.Manifest.Version)
 	m.emit(admin.Event{Module: name, Kind: "loaded", State: string(runtime.Running), Detail: prep.Manifest.Version})
 	return nil
+}
+
+// Expiry is the manifest's expires as the runtime takes it (zero: never).
+func Expiry(man *manifest.Manifest) time.Time {
+	if man == nil || man.Expires == nil {
+		return time.Time{}
+	}
+	return *man.Expires
+}
+
+// refuseOrExpire records a failed load: expired when the runtime refused the
+// start because the module's signatures had expired, refused otherwise.
+func (m *Manager) refuseOrExpire(name string, err error) {
+	if !errors.Is(err, runtime.ErrExpired) {
+		m.refuse(name, err.Error())
+		return
+	}
+	m.mu.Lock()
+	if e, ok := m.known[name]; ok {
+		e.state, e.reason = string(runtime.Expired), err.Error()
+	}
+	m.mu.Unlock()
+	m.log.Error("module expired", "module", name, "reason", err.Error())
+	m.emit(admin.Event{Module: name, Kind: "state", State: string(runtime.Expired), Detail: err.Error()})
 }
 
 // planWith re-checks module name's dependency constraints against what is
@@ -447,10 +475,13 @@ func (m *Manager) onRuntimeEvent(ev runtime.Event) {
 		if ev.Exit != nil {
 			e.lastExit = detail
 		}
-		if ev.State == runtime.Failed {
+		switch ev.State {
+		case runtime.Failed:
 			e.reason = fmt.Sprintf("crashed %d times; last: %s", ev.Restarts+1, detail)
+		case runtime.Expired:
+			e.reason = "signatures expired at " + Expiry(e.cand.Manifest).UTC().Format(time.RFC3339)
 		}
-		endedByItself = e.loaded && (ev.State == runtime.Failed || ev.State == runtime.Stopped)
+		endedByItself = e.loaded && (ev.State == runtime.Failed || ev.State == runtime.Stopped || ev.State == runtime.Expired)
 		if endedByItself {
 			e.loaded = false
 			m.order = slices.DeleteFunc(m.order, func(n string) bool { return n == ev.Module })
@@ -462,6 +493,8 @@ func (m *Manager) onRuntimeEvent(ev runtime.Event) {
 		m.log.Warn("module crashed; restarting", "module", ev.Module, "exit", detail, "restarts", ev.Restarts)
 	case runtime.Failed:
 		m.log.Error("module failed; not restarting", "module", ev.Module, "exit", detail)
+	case runtime.Expired:
+		m.log.Error("module's signatures expired; stopped, not restarting", "module", ev.Module, "exit", detail)
 	}
 	m.emit(admin.Event{Module: ev.Module, Kind: "state", State: string(ev.State), Detail: detail, Time: ev.Time})
 	if endedByItself && e != nil && e.cand.Manifest != nil {

@@ -11,7 +11,8 @@ import (
 )
 
 // bundle is the on-disk part of one module's container: an empty rootfs
-// holding only mountpoints, and the merged config beside it.
+// holding only mountpoints, and the merged config in a private directory
+// beside it.
 type bundle struct {
 	dir    string
 	rootfs string
@@ -21,15 +22,17 @@ type bundle struct {
 // makeBundle builds the module's bundle from scratch. The rootfs is owned by
 // host root and mounted read-only: the module can create nothing in it, so
 // every mountpoint the policy names is created here, ahead of time (inside
-// the user namespace, container root could not create them).
-func (l Layout) makeBundle(p *policy.Policy, mergedConfig []byte) (*bundle, error) {
+// the user namespace, container root could not create them). The merged
+// config is the module's alone: mode 0400, owned by its host uid, in a
+// 0700 directory of that uid.
+func (l Layout) makeBundle(p *policy.Policy, mergedConfig []byte, ids IDRange) (*bundle, error) {
 	name := p.Module.Name
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
 	b := &bundle{dir: l.Bundle(name)}
 	b.rootfs = filepath.Join(b.dir, "rootfs")
-	b.config = filepath.Join(b.dir, "config.toml")
+	b.config = l.Config(name)
 	if err := os.RemoveAll(b.dir); err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", b.dir, err)
 	}
@@ -44,11 +47,18 @@ func (l Layout) makeBundle(p *policy.Policy, mergedConfig []byte) (*bundle, erro
 			return nil, fmt.Errorf("bundle %s: mountpoint %s: %w", b.dir, m.Destination, err)
 		}
 	}
-	// World-readable: the mapped uid reads it through the bind mount, and
-	// it holds only what the operator wants the module to see. No fsync: a
-	// bundle lives as long as one run, and recovery removes it after a crash.
-	if err := os.WriteFile(b.config, mergedConfig, 0o644); err != nil {
+	// Written while private/ is still root's, then handed over. No fsync:
+	// a bundle lives as long as one run, and recovery removes it after a
+	// crash.
+	private := l.BundlePrivate(name)
+	if err := mkdirOwned(private, 0, 0o700); err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", b.dir, err)
+	}
+	if err := writePrivateFile(b.config, mergedConfig, ids.HostUID()); err != nil {
 		return nil, fmt.Errorf("bundle %s: config: %w", b.dir, err)
+	}
+	if err := ownDir(private, ids.HostUID(), 0o700); err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", b.dir, err)
 	}
 	return b, nil
 }
@@ -85,13 +95,14 @@ func isFileMount(m policy.Mount) bool {
 func (b *bundle) remove() error { return os.RemoveAll(b.dir) }
 
 // WriteBundle writes the module's bundle (empty rootfs with its mountpoints,
-// merged config) the way a start does, and returns the rootfs and config
-// paths. The benchmarks use it to give crun and runc the same bundle.
-func (l Layout) WriteBundle(p *policy.Policy, mergedConfig []byte) (rootfs, config string, err error) {
+// merged config) the way a start does for a module given the ids range, and
+// returns the rootfs and config paths. The benchmarks use it to give crun
+// and runc the same bundle.
+func (l Layout) WriteBundle(p *policy.Policy, mergedConfig []byte, ids IDRange) (rootfs, config string, err error) {
 	if err := l.prepare(); err != nil {
 		return "", "", err
 	}
-	b, err := l.makeBundle(p, mergedConfig)
+	b, err := l.makeBundle(p, mergedConfig, ids)
 	if err != nil {
 		return "", "", err
 	}

@@ -22,20 +22,45 @@ type Layout struct {
 // Dirs the runtime owns. The store and trust dirs belong to verify.
 func (l Layout) StateDir() string       { return filepath.Join(l.Root, "state") }
 func (l Layout) ContainersDir() string  { return filepath.Join(l.Root, "state", "containers") }
-func (l Layout) IDsFile() string        { return filepath.Join(l.Root, "state", "ids.json") }
 func (l Layout) SocketsDir() string     { return filepath.Join(l.Root, "sockets") }
 func (l Layout) BundlesDir() string     { return filepath.Join(l.Root, "bundles") }
 func (l Layout) LogsDir() string        { return filepath.Join(l.Root, "logs") }
 func (l Layout) ModulesDataDir() string { return filepath.Join(l.Root, "data", "modules") }
 
+// legacyIDsFile is where runtimes before the host-wide registry kept their
+// uid ranges; it is imported once (importLegacy).
+func (l Layout) legacyIDsFile() string { return filepath.Join(l.Root, "state", "ids.json") }
+
+// Each module's socket, data and merged config sit under a directory of
+// their own, mode 0700 and owned by the module's host uid, so nobody else
+// reaches them whatever mode the module gives the leaf (DESIGN.md decision
+// 13). Container root reaches them through its capabilities, which cover
+// inodes owned by an id mapped into its user namespace.
+
+// SocketDir is the module's private socket directory.
+func (l Layout) SocketDir(name string) string { return filepath.Join(l.SocketsDir(), name) }
+
 // Socket is the module's hub socket on the host.
-func (l Layout) Socket(name string) string { return filepath.Join(l.SocketsDir(), name+".sock") }
+func (l Layout) Socket(name string) string { return filepath.Join(l.SocketDir(name), "hub.sock") }
 
 // Bundle holds the module's rootfs and merged config while it runs.
 func (l Layout) Bundle(name string) string { return filepath.Join(l.BundlesDir(), name) }
 
-// Data is the module's own read-write directory, kept across restarts.
-func (l Layout) Data(name string) string { return filepath.Join(l.ModulesDataDir(), name) }
+// BundlePrivate is the module's private part of its bundle.
+func (l Layout) BundlePrivate(name string) string { return filepath.Join(l.Bundle(name), "private") }
+
+// Config is the merged config the module reads at /etc/module/config.toml.
+func (l Layout) Config(name string) string {
+	return filepath.Join(l.BundlePrivate(name), "config.toml")
+}
+
+// DataParent is the module's private data directory; a per-module
+// filesystem (the disk quota) is mounted here.
+func (l Layout) DataParent(name string) string { return filepath.Join(l.ModulesDataDir(), name) }
+
+// Data is the module's own read-write directory, its /data, kept across
+// restarts.
+func (l Layout) Data(name string) string { return filepath.Join(l.DataParent(name), "db") }
 
 // Log is the module's captured stdout and stderr.
 func (l Layout) Log(name string) string { return filepath.Join(l.LogsDir(), name+".log") }

@@ -34,24 +34,26 @@ func TestCgroupParentPerRoot(t *testing.T) {
 
 func TestLayoutRefusesBadNames(t *testing.T) {
 	l := Layout{Root: t.TempDir()}
+	reg := testRegistry(t, hostIDFiles{})
 	for _, n := range []string{"../x", "a/b", "", "UP"} {
-		if _, err := l.allocateIDs(n); err == nil {
+		if _, _, err := l.allocateIDs(reg, n); err == nil {
 			t.Errorf("allocateIDs(%q) accepted", n)
 		}
 	}
 }
 
-func TestIDRangesDistinctAndStable(t *testing.T) {
-	l := Layout{Root: t.TempDir()}
-	os.MkdirAll(l.StateDir(), 0o700)
-	a1, err := l.allocateIDs("alpha")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := l.allocateIDs("beta")
-	a2, _ := l.allocateIDs("alpha")
-	if a1 != a2 || a1.Base == b.Base || a1.Base < IDsBase || b.Base < a1.Base+a1.Count && b.Base+b.Count > a1.Base {
-		t.Fatalf("alpha %v then %v, beta %v", a1, a2, b)
+func TestLayoutPrivateParents(t *testing.T) {
+	l := Layout{Root: "/r"}
+	for got, want := range map[string]string{
+		l.Socket("m"):     "/r/sockets/m/hub.sock",
+		l.SocketDir("m"):  "/r/sockets/m",
+		l.Data("m"):       "/r/data/modules/m/db",
+		l.DataParent("m"): "/r/data/modules/m",
+		l.Config("m"):     "/r/bundles/m/private/config.toml",
+	} {
+		if got != want {
+			t.Errorf("got %s, want %s", got, want)
+		}
 	}
 }
 

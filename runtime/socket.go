@@ -1,7 +1,6 @@
 package runtime
 
 import (
-	"errors"
 	"fmt"
 	"io/fs"
 	"net"
@@ -9,11 +8,16 @@ import (
 	"sync"
 )
 
-// listenSocket creates the module's hub socket: owned by the module's host
-// uid, mode 0600, so only that module (and root) can connect to it. A stale
-// file from an earlier run is removed first.
-func listenSocket(path string, uid int) (*net.UnixListener, error) {
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+// listenSocket creates the module's hub socket in its private directory.
+// The socket is bound while the directory is root's alone (0700), so that
+// whatever the umask, nobody can connect to it before it is owned by the
+// module's host uid with mode 0600; only then is the directory handed to
+// that uid. What an earlier run left there is removed first.
+func listenSocket(dir, path string, uid int) (*net.UnixListener, error) {
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, fmt.Errorf("socket %s: %w", path, err)
+	}
+	if err := mkdirOwned(dir, 0, 0o700); err != nil {
 		return nil, fmt.Errorf("socket %s: %w", path, err)
 	}
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
@@ -23,15 +27,38 @@ func listenSocket(path string, uid int) (*net.UnixListener, error) {
 	// Closing must not unlink: the runtime removes the file itself, after
 	// the container that has it mounted is gone.
 	ln.SetUnlinkOnClose(false)
-	if err := os.Chown(path, uid, uid); err != nil {
+	if err := ownSocket(dir, path, uid); err != nil {
 		ln.Close()
-		return nil, fmt.Errorf("socket %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("socket %s: %w", path, err)
+		return nil, err
 	}
 	return ln, nil
+}
+
+// ownSocket sets the socket's owner and mode (uid, 0600) and its
+// directory's (uid, 0700). The directory is taken back by root first: chmod
+// follows symlinks, and in a directory only root can enter nobody can swap
+// the socket for one.
+func ownSocket(dir, path string, uid int) error {
+	if err := ownDir(dir, 0, 0o700); err != nil {
+		return fmt.Errorf("socket %s: %w", path, err)
+	}
+	st, err := os.Lstat(path)
+	if err != nil {
+		return fmt.Errorf("socket %s: %w", path, err)
+	}
+	if st.Mode().Type() != fs.ModeSocket {
+		return fmt.Errorf("socket %s: not a socket (%s)", path, st.Mode().Type())
+	}
+	if err := os.Lchown(path, uid, uid); err != nil {
+		return fmt.Errorf("socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		return fmt.Errorf("socket %s: %w", path, err)
+	}
+	if err := ownDir(dir, uid, 0o700); err != nil {
+		return fmt.Errorf("socket %s: %w", path, err)
+	}
+	return nil
 }
 
 // readyListener hands connections to the hub unchanged, and notices the

@@ -29,6 +29,11 @@ type Module struct {
 	// Output receives a copy of the module's stdout and stderr besides the
 	// log file (the run command's terminal). Optional.
 	Stdout, Stderr io.Writer
+	// Expires is when the module's signatures stop authorising it (the
+	// manifest's expires); zero means never. Every start checks it,
+	// restarts and standby containers included, and a module running when
+	// it passes is stopped in state Expired.
+	Expires time.Time
 }
 
 // RestartPolicy says what happens when a module exits on its own.
@@ -55,6 +60,15 @@ type Options struct {
 	Restart     RestartPolicy
 	LogMaxBytes int64 // per log file before rotation (8 MiB)
 	LogKeep     int   // rotated files kept (2)
+	// UIDBase is the first host uid handed to modules (IDsBase); a
+	// multiple of IDsPerModule. Ranges that overlap the host's users,
+	// groups or subordinate ranges (/etc/passwd, group, subuid, subgid) are
+	// never handed out.
+	UIDBase uint32
+	// UIDRegistry is the host-wide file recording every root's ranges
+	// (DefaultUIDRegistry). Tests may point it elsewhere; every runtime on
+	// one host must share it.
+	UIDRegistry string
 	Logger      *slog.Logger
 	// OnEvent is called for every state change, in order per module. It
 	// must not block for long.
@@ -71,6 +85,7 @@ const (
 	Stopping   State = "stopping"
 	Stopped    State = "stopped" // stopped by the operator, or exited cleanly
 	Failed     State = "failed"  // crashed too often; not restarted
+	Expired    State = "expired" // its signatures expired; not restarted
 )
 
 // Event is one state change of one module.
@@ -97,10 +112,14 @@ type Status struct {
 // ErrNotLoaded is returned for a module the supervisor does not know.
 var ErrNotLoaded = errors.New("not loaded")
 
+// ErrExpired refuses a start after the module's Expires.
+var ErrExpired = errors.New("signatures expired")
+
 // Supervisor runs modules in containers and keeps them running.
 type Supervisor struct {
 	opts   Options
 	layout Layout
+	ids    uidRegistry
 	stats  statsReader
 	log    *slog.Logger
 
@@ -150,8 +169,18 @@ func NewSupervisor(opts Options) (*Supervisor, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.UIDBase == 0 {
+		opts.UIDBase = IDsBase
+	}
+	if err := checkUIDBase(opts.UIDBase); err != nil {
+		return nil, fmt.Errorf("supervisor: %w", err)
+	}
+	if opts.UIDRegistry == "" {
+		opts.UIDRegistry = DefaultUIDRegistry
+	}
 	s := &Supervisor{
 		opts: opts, layout: Layout{Root: opts.Root}, stats: statsReader{version: opts.Host.CgroupVersion},
+		ids: uidRegistry{path: opts.UIDRegistry, base: opts.UIDBase, files: etcIDFiles()},
 		log: opts.Logger, modules: map[string]*supervised{},
 	}
 	if err := s.layout.prepare(); err != nil {
@@ -159,6 +188,9 @@ func NewSupervisor(opts Options) (*Supervisor, error) {
 	}
 	if err := s.layout.Recover(s.opts.Host); err != nil {
 		return nil, fmt.Errorf("supervisor: recover: %w", err)
+	}
+	if err := s.layout.importLegacy(s.ids); err != nil {
+		return nil, fmt.Errorf("supervisor: %w", err)
 	}
 	if exe, err := os.Executable(); err == nil {
 		if root, err := filepath.Abs(opts.Root); err == nil && binaryContains(exe, root) {
@@ -254,47 +286,86 @@ func (s *Supervisor) Run(ctx context.Context, name string) error {
 // data dir, log file and socket.
 func (s *Supervisor) load(sv *supervised) error {
 	name := sv.mod.Policy.Module.Name
-	ids, err := s.layout.allocateIDs(name)
+	if err := sv.checkExpiry(time.Now()); err != nil {
+		return err
+	}
+	ids, pruned, err := s.layout.allocateIDs(s.ids, name)
+	for _, e := range pruned {
+		s.log.Info("uid registry: range of a root that no longer exists released", "root", e.Root, "module", e.Module, "range", e.ids().String())
+	}
 	if err != nil {
 		return err
 	}
 	sv.ids = ids
-	data := s.layout.Data(name)
-	if err := os.MkdirAll(data, 0o700); err != nil {
-		return fmt.Errorf("data dir: %w", err)
-	}
-	// Owned by the module's uid alone: no other module's uid can enter it.
-	if err := os.Chown(data, ids.HostUID(), ids.HostUID()); err != nil {
-		return fmt.Errorf("data dir: %w", err)
-	}
-	if err := os.Chmod(data, 0o700); err != nil {
-		return fmt.Errorf("data dir: %w", err)
+	if err := s.layout.prepareData(name, ids); err != nil {
+		return err
 	}
 	lf, err := openLogFile(s.layout.Log(name), s.opts.LogMaxBytes, s.opts.LogKeep)
 	if err != nil {
 		return err
 	}
-	ln, err := listenSocket(s.layout.Socket(name), ids.HostUID())
+	ln, err := listenSocket(s.layout.SocketDir(name), s.layout.Socket(name), ids.HostUID())
 	if err != nil {
+		os.RemoveAll(s.layout.SocketDir(name))
 		lf.Close()
 		return err
 	}
 	sv.logFile, sv.ln = lf, newReadyListener(ln)
 	if err := sv.mod.Serve(sv.ln, ids.HostUID()); err != nil {
 		ln.Close()
-		os.Remove(s.layout.Socket(name))
+		os.RemoveAll(s.layout.SocketDir(name))
 		lf.Close()
 		return fmt.Errorf("hub: %w", err)
 	}
 	return nil
 }
 
+// checkExpiry refuses a start at or after the module's Expires.
+func (sv *supervised) checkExpiry(now time.Time) error {
+	if exp := sv.mod.Expires; !exp.IsZero() && !now.Before(exp) {
+		return fmt.Errorf("%w at %s (now %s)", ErrExpired, exp.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// watchExpiry returns a channel closed once the wall clock passes exp (nil,
+// never ready, for a zero exp), until quit is closed. Timers run on the
+// monotonic clock, so the wall clock is read again at least once a minute.
+func watchExpiry(exp time.Time, quit <-chan struct{}) <-chan struct{} {
+	if exp.IsZero() {
+		return nil
+	}
+	ch := make(chan struct{})
+	go func() {
+		for {
+			d := time.Until(exp)
+			if d <= 0 {
+				close(ch)
+				return
+			}
+			t := time.NewTimer(min(d, time.Minute))
+			select {
+			case <-t.C:
+			case <-quit:
+				t.Stop()
+				return
+			}
+		}
+	}()
+	return ch
+}
+
 // loop starts the module, waits for it to end, and restarts it under the
-// restart policy until asked to stop or it fails for good.
+// restart policy until asked to stop, it fails for good, or its signatures
+// expire.
 func (s *Supervisor) loop(sv *supervised, first chan<- error) {
 	defer close(sv.done)
+	quit := make(chan struct{})
+	defer close(quit)
+	expired := watchExpiry(sv.mod.Expires, quit)
 	name := sv.mod.Policy.Module.Name
 	delay := s.opts.Restart.Delay
+	var exit ExitReason // how the last run ended
 	for attempt := 0; ; attempt++ {
 		inst, err := s.startOnce(sv)
 		if attempt == 0 {
@@ -304,7 +375,12 @@ func (s *Supervisor) loop(sv *supervised, first chan<- error) {
 				return
 			}
 		}
-		var exit ExitReason
+		if errors.Is(err, ErrExpired) {
+			s.log.Warn("module not restarted", "module", name, "reason", err.Error())
+			s.unload(sv)
+			s.setState(sv, Expired, &exit)
+			return
+		}
 		if err != nil {
 			exit = ExitReason{Code: -1, Err: err.Error()}
 		} else {
@@ -317,6 +393,16 @@ func (s *Supervisor) loop(sv *supervised, first chan<- error) {
 				exit = inst.exit
 				s.unload(sv)
 				s.setState(sv, Stopped, &exit)
+				return
+			case <-expired:
+				s.log.Warn("module's signatures expired; stopping it", "module", name, "expires", sv.mod.Expires.UTC().Format(time.RFC3339))
+				s.setState(sv, Stopping, nil)
+				if err := inst.stop(s.opts.Grace); err != nil {
+					s.log.Error("stop", "module", name, "err", err)
+				}
+				exit = inst.exit
+				s.unload(sv)
+				s.setState(sv, Expired, &exit)
 				return
 			case <-inst.done:
 				exit = inst.exit
@@ -339,7 +425,7 @@ func (s *Supervisor) loop(sv *supervised, first chan<- error) {
 		s.setState(sv, Restarting, &exit)
 		// The backoff is spent creating the next container, so that when
 		// the restart is due only the exec and the module's start remain.
-		due := time.After(delay)
+		due := time.NewTimer(delay)
 		standby := make(chan *instance, 1)
 		go func() {
 			inst, err := s.createInstance(sv)
@@ -348,15 +434,22 @@ func (s *Supervisor) loop(sv *supervised, first chan<- error) {
 			}
 			standby <- inst
 		}()
+		var end State
 		select {
 		case <-sv.stop:
+			end = Stopped
+		case <-expired:
+			end = Expired
+		case <-due.C:
+		}
+		due.Stop()
+		if end != "" {
 			if inst := <-standby; inst != nil {
 				inst.discard()
 			}
 			s.unload(sv)
-			s.setState(sv, Stopped, &exit)
+			s.setState(sv, end, &exit)
 			return
-		case <-due:
 		}
 		// A creation still running when the restart is due is waited for:
 		// it is the start the restart would make anyway.
@@ -372,16 +465,28 @@ func (s *Supervisor) loop(sv *supervised, first chan<- error) {
 	}
 }
 
-// createInstance makes a fresh bundle and creates the container.
+// createInstance resets the module's files (a mode or owner it changed
+// during a run does not survive), makes a fresh bundle and creates the
+// container. It refuses once the module's signatures have expired.
 func (s *Supervisor) createInstance(sv *supervised) (*instance, error) {
 	p := sv.mod.Policy
-	b, err := s.layout.makeBundle(p, sv.mod.Config)
+	name := p.Module.Name
+	if err := sv.checkExpiry(time.Now()); err != nil {
+		return nil, err
+	}
+	if err := s.layout.prepareData(name, sv.ids); err != nil {
+		return nil, err
+	}
+	if err := ownSocket(s.layout.SocketDir(name), s.layout.Socket(name), sv.ids.HostUID()); err != nil {
+		return nil, err
+	}
+	b, err := s.layout.makeBundle(p, sv.mod.Config, sv.ids)
 	if err != nil {
 		return nil, err
 	}
 	inst, err := s.layout.create(launchSpec{
 		policy: p, binary: sv.mod.Binary, shim: s.opts.Shim, ids: sv.ids, bundle: b,
-		socket: s.layout.Socket(p.Module.Name), data: s.layout.Data(p.Module.Name),
+		socket: s.layout.Socket(name), data: s.layout.Data(name),
 		stdout: tee(sv.logFile, sv.mod.Stdout), stderr: tee(sv.logFile, sv.mod.Stderr),
 	}, s.stats)
 	if err != nil {
@@ -392,13 +497,20 @@ func (s *Supervisor) createInstance(sv *supervised) (*instance, error) {
 }
 
 // startOnce runs the prepared container (or creates one, after a crash)
-// and waits for the module's first frame.
+// and waits for the module's first frame. A prepared container is not run
+// once the module's signatures have expired.
 func (s *Supervisor) startOnce(sv *supervised) (*instance, error) {
-	s.setState(sv, Starting, nil)
 	sv.mu.Lock()
 	inst := sv.standby
 	sv.standby = nil
 	sv.mu.Unlock()
+	if err := sv.checkExpiry(time.Now()); err != nil {
+		if inst != nil {
+			inst.discard()
+		}
+		return nil, err
+	}
+	s.setState(sv, Starting, nil)
 	if inst == nil {
 		var err error
 		if inst, err = s.createInstance(sv); err != nil {
@@ -463,7 +575,7 @@ func (s *Supervisor) crashedTooOften(sv *supervised) bool {
 func (s *Supervisor) unload(sv *supervised) {
 	name := sv.mod.Policy.Module.Name
 	sv.ln.Close()
-	os.Remove(s.layout.Socket(name))
+	os.RemoveAll(s.layout.SocketDir(name))
 	os.RemoveAll(s.layout.Bundle(name))
 	s.layout.removeCgroupParent(s.opts.Host)
 	sv.logFile.Close()

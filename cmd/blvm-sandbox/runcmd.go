@@ -17,6 +17,7 @@ import (
 	"github.com/blvm/blvm-sandbox/devchain"
 	"github.com/blvm/blvm-sandbox/ipc/hub"
 	"github.com/blvm/blvm-sandbox/loader"
+	"github.com/blvm/blvm-sandbox/manager"
 	"github.com/blvm/blvm-sandbox/runtime"
 	"github.com/blvm/blvm-sandbox/verify"
 )
@@ -81,6 +82,7 @@ func runModule(stdout, stderr io.Writer, f *runFlags, dir string) error {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	sup, err := runtime.NewSupervisor(runtime.Options{
 		Root: root, Shim: shim, Host: host, Restart: runtime.RestartPolicy{Never: true}, Logger: log,
+		UIDBase: uint32(cfg.Sandbox.UIDBase),
 	})
 	if err != nil {
 		return fmt.Errorf("run: %w", err)
@@ -107,7 +109,7 @@ func runModule(stdout, stderr io.Writer, f *runFlags, dir string) error {
 		Capabilities: prep.Capabilities.Names(), ACL: prep.Policy.Hub,
 	}
 	err = sup.Start(ctx, runtime.Module{
-		Policy: prep.Policy, Binary: prep.Verified.StorePath, Config: prep.Config,
+		Policy: prep.Policy, Binary: prep.Verified.StorePath, Config: prep.Config, Expires: manager.Expiry(prep.Manifest),
 		Serve:  func(ln net.Listener, uid int) error { spec.PeerUID = uid; return h.Attach(spec, ln) },
 		Stdout: stdout, Stderr: stderr,
 	})
@@ -129,7 +131,9 @@ func runModule(stdout, stderr io.Writer, f *runFlags, dir string) error {
 		fmt.Fprintf(stderr, "%s stopped (%v): %s\n", name, context.Cause(ctx), exit)
 		return moduleExit{code: exit.ShellCode()}
 	}
-	if !exit.Clean() {
+	if st, ok := sup.Status(name); ok && st.State == runtime.Expired {
+		fmt.Fprintf(stderr, "%s stopped: its signatures expired at %s (%s)\n", name, prep.Manifest.Expires.UTC().Format(time.RFC3339), exit)
+	} else if !exit.Clean() {
 		fmt.Fprintf(stderr, "%s %s\n", name, exit)
 	}
 	sup.Stop(context.Background(), name)
