@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/blvm/blvm-sandbox/ipc"
 	"github.com/blvm/blvm-sandbox/ipc/hub"
 	"github.com/blvm/blvm-sandbox/ipc/hub/hubtest"
