@@ -37,7 +37,9 @@ const writeBatch = 64 << 10
 // writes it directly. Either way wmu serialises writes, and only this
 // connection's goroutines ever wait on it or on out, so a module that stops
 // reading stalls itself alone. Events never wait: when the events queue is
-// full they are dropped and counted.
+// full, in count or in bytes, or the hub's total of queued event bytes is
+// reached, they are dropped and counted. out is bounded in bytes too; there
+// the module's own goroutines wait.
 type conn struct {
 	m  *module
 	h  *Hub
