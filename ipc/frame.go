@@ -4,6 +4,7 @@
 package ipc
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -58,6 +59,21 @@ func ReadFrame(r io.Reader, max int) ([]byte, error) {
 		return nil, err
 	}
 	return buf, nil
+}
+
+// FrameBuffered reports whether br's buffer already holds a whole frame, or
+// a length prefix over max (which ReadFrame refuses without reading on):
+// either way, reading it needs no further read from the connection.
+func FrameBuffered(br *bufio.Reader, max int) bool {
+	if br.Buffered() < 4 {
+		return false
+	}
+	hdr, err := br.Peek(4)
+	if err != nil {
+		return false
+	}
+	n := binary.BigEndian.Uint32(hdr)
+	return uint64(n) > uint64(ClampMaxFrame(max)) || uint64(br.Buffered()) >= 4+uint64(n)
 }
 
 // AppendFrame appends the frame for payload to dst.

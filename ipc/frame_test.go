@@ -1,6 +1,7 @@
 package ipc
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -118,4 +119,31 @@ func FuzzReadEnvelope(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestFrameBuffered: true only when the buffer holds a whole frame, or a
+// length over the limit (refused without reading on).
+func TestFrameBuffered(t *testing.T) {
+	whole := AppendFrame(nil, []byte("hello"))
+	tests := []struct {
+		name string
+		in   []byte
+		want bool
+	}{
+		{"empty", nil, false},
+		{"part of the length", whole[:3], false},
+		{"length only", whole[:4], false},
+		{"all but one byte", whole[:len(whole)-1], false},
+		{"whole", whole, true},
+		{"whole and more", append(append([]byte(nil), whole...), 0, 0), true},
+		{"empty frame", []byte{0, 0, 0, 0}, true},
+		{"over the limit", []byte{0, 0, 0x10, 0x01}, true},
+	}
+	for _, tt := range tests {
+		br := bufio.NewReader(bytes.NewReader(tt.in))
+		br.Peek(len(tt.in)) // fill the buffer with everything there is
+		if got := FrameBuffered(br, 4096); got != tt.want {
+			t.Errorf("%s: FrameBuffered = %v, want %v", tt.name, got, tt.want)
+		}
+	}
 }

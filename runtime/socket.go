@@ -114,3 +114,7 @@ func (c *readyConn) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// NetConn is the connection readyConn wraps: the hub looks through it to
+// read the peer's credentials (SO_PEERCRED).
+func (c *readyConn) NetConn() net.Conn { return c.Conn }

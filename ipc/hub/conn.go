@@ -2,6 +2,7 @@ package hub
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -36,15 +37,19 @@ const writeBatch = 64 << 10
 // writes it directly. Either way wmu serialises writes, and only this
 // connection's goroutines ever wait on it or on out, so a module that stops
 // reading stalls itself alone. Events never wait: when the events queue is
-// full they are dropped and counted.
+// full, in count or in bytes, or the hub's total of queued event bytes is
+// reached, they are dropped and counted. out is bounded in bytes too; there
+// the module's own goroutines wait.
 type conn struct {
-	m   *module
-	h   *Hub
-	nc  net.Conn
-	log *slog.Logger
+	m  *module
+	h  *Hub
+	nc net.Conn
 
 	out       chan []byte    // framed responses and invocations
+	outBytes  atomic.Int64   // bytes in out and taken by the writer, not yet written
+	outSpace  chan struct{}  // capacity 1: the writer has freed bytes of out
 	events    chan *hubEvent // events to deliver, bounded
+	evBytes   atomic.Int64   // bytes of events queued, and of partial
 	dropped   atomic.Uint64  // events dropped since the last delivery
 	done      chan struct{}  // closed when the connection is closing
 	once      sync.Once
@@ -54,7 +59,7 @@ type conn struct {
 	br        *bufio.Reader         // read side, used only by the goroutine that holds the read turn
 	rc        syscall.RawConn       // for the publisher's non-blocking writes; nil if nc has none
 	evPending atomic.Int64          // events queued or partly written, not yet on the socket
-	partial   []byte                // under wmu: the unwritten rest of a frame, goes out first
+	partial   []byte                // under wmu: the unwritten rest of a frame, goes out first; charged to evBytes
 	scratch   []byte                // under wmu: the publisher's frame buffer
 	rawWrite  func(fd uintptr) bool // under wmu: writes rawBuf once, never waits
 	rawBuf    []byte
@@ -73,16 +78,16 @@ type conn struct {
 
 func newConn(m *module, nc net.Conn) *conn {
 	c := &conn{
-		m:       m,
-		h:       m.h,
-		nc:      nc,
-		log:     m.h.log.With("module", m.spec.Name),
-		out:     make(chan []byte, m.h.cfg.MaxInFlight+16),
-		events:  make(chan *hubEvent, m.h.cfg.EventQueue),
-		done:    make(chan struct{}),
-		turns:   make(chan struct{}),
-		pending: make(map[uint64]*pendingInvocation),
-		subs:    make(map[string]struct{}),
+		m:        m,
+		h:        m.h,
+		nc:       nc,
+		out:      make(chan []byte, m.h.cfg.MaxInFlight+16),
+		outSpace: make(chan struct{}, 1),
+		events:   make(chan *hubEvent, m.h.cfg.EventQueue),
+		done:     make(chan struct{}),
+		turns:    make(chan struct{}),
+		pending:  make(map[uint64]*pendingInvocation),
+		subs:     make(map[string]struct{}),
 	}
 	if sc, ok := nc.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
@@ -130,11 +135,17 @@ func (c *conn) serve() {
 // been cleaned up.
 func (c *conn) readLoop() bool {
 	for {
-		env, err := ipc.ReadEnvelope(c.br, c.h.cfg.MaxFrame)
+		env, err := c.readEnvelope()
 		if err != nil {
-			if isBadFrame(err) {
+			var ne net.Error
+			switch {
+			case errors.As(err, &ne) && ne.Timeout():
 				c.m.stats.badFrames.Add(1)
-				c.log.Warn("hub: bad frame; closing the connection", "err", err)
+				c.m.log.warn("hub: frame not complete within the deadline; closing the connection",
+					slog.Duration("timeout", c.h.cfg.FrameTimeout))
+			case isBadFrame(err):
+				c.m.stats.badFrames.Add(1)
+				c.m.log.warn("hub: bad frame; closing the connection", str("err", err.Error()))
 			}
 			c.cleanup()
 			return false
@@ -170,11 +181,34 @@ func (c *conn) readLoop() bool {
 			c.handleRegisterCli(b.RegisterCliSpec)
 		default:
 			c.m.stats.badFrames.Add(1)
-			c.log.Warn("hub: unexpected message from module; closing the connection", "message", messageName(env))
+			c.m.log.warn("hub: unexpected message from module; closing the connection", slog.String("message", messageName(env)))
 			c.cleanup()
 			return false
 		}
 	}
+}
+
+// readEnvelope reads the next frame. Between frames the connection may idle
+// with no deadline; once a frame has begun it must be complete within
+// FrameTimeout. A frame already whole in the buffer, the usual case, costs
+// no deadline at all.
+func (c *conn) readEnvelope() (*pb.Envelope, error) {
+	if c.br.Buffered() == 0 {
+		if _, err := c.br.Peek(1); err != nil {
+			return nil, err
+		}
+	}
+	if ipc.FrameBuffered(c.br, c.h.cfg.MaxFrame) {
+		return ipc.ReadEnvelope(c.br, c.h.cfg.MaxFrame)
+	}
+	// Only the goroutine holding the read turn sets or clears the read
+	// deadline, and it clears it before passing the turn on.
+	_ = c.nc.SetReadDeadline(time.Now().Add(c.h.cfg.FrameTimeout))
+	env, err := ipc.ReadEnvelope(c.br, c.h.cfg.MaxFrame)
+	if err == nil {
+		_ = c.nc.SetReadDeadline(time.Time{})
+	}
+	return env, err
 }
 
 // isBadFrame tells a protocol violation (counted) from the peer or the hub
@@ -197,9 +231,9 @@ func messageName(env *pb.Envelope) string {
 // handshake reads Hello within the deadline and answers Welcome. A missing,
 // malformed or mismatched Hello closes the connection.
 func (c *conn) handshake(br *bufio.Reader) bool {
-	fail := func(msg string, args ...any) bool {
+	fail := func(msg string, attrs ...slog.Attr) bool {
 		c.m.stats.handshakeFailures.Add(1)
-		c.log.Warn("hub: handshake failed; closing the connection: "+msg, args...)
+		c.m.log.warn("hub: handshake failed; closing the connection: "+msg, attrs...)
 		return false
 	}
 	_ = c.nc.SetReadDeadline(time.Now().Add(c.h.cfg.HandshakeTimeout))
@@ -208,32 +242,32 @@ func (c *conn) handshake(br *bufio.Reader) bool {
 		var ne net.Error
 		switch {
 		case errors.As(err, &ne) && ne.Timeout():
-			return fail("no Hello within the deadline", "timeout", c.h.cfg.HandshakeTimeout)
+			return fail("no Hello within the deadline", slog.Duration("timeout", c.h.cfg.HandshakeTimeout))
 		case isBadFrame(err):
 			c.m.stats.badFrames.Add(1)
-			return fail("bad frame", "err", err)
+			return fail("bad frame", str("err", err.Error()))
 		case errors.Is(err, net.ErrClosed):
 			return false
 		default:
-			return fail("connection ended before Hello", "err", err)
+			return fail("connection ended before Hello", str("err", err.Error()))
 		}
 	}
 	_ = c.nc.SetReadDeadline(time.Time{})
 	hb, ok := env.Body.(*pb.Envelope_Hello)
 	if !ok {
-		return fail("first message is not Hello", "message", messageName(env))
+		return fail("first message is not Hello", slog.String("message", messageName(env)))
 	}
 	hello := hb.Hello
 	if hello.ProtocolVersion != ipc.ProtocolVersion {
-		return fail("unsupported protocol version", "got", hello.ProtocolVersion, "want", ipc.ProtocolVersion)
+		return fail("unsupported protocol version", slog.Uint64("got", uint64(hello.ProtocolVersion)), slog.Uint64("want", uint64(ipc.ProtocolVersion)))
 	}
 	if hello.ModuleName != c.m.spec.Name {
 		// The socket says who the module is; a different claim is refused.
-		return fail("module name does not match the socket", "claimed", hello.ModuleName, "socket", c.m.spec.Name)
+		return fail("module name does not match the socket", str("claimed", hello.ModuleName), slog.String("socket", c.m.spec.Name))
 	}
 	if hello.ModuleVersion != c.m.spec.Version {
 		// Only the name is identity; a different version is worth a line.
-		c.log.Warn("hub: module claims a version other than the verified one", "claimed", hello.ModuleVersion, "verified", c.m.spec.Version)
+		c.m.log.warn("hub: module claims a version other than the verified one", str("claimed", hello.ModuleVersion), slog.String("verified", c.m.spec.Version))
 	}
 	acl := c.m.spec.ACL
 	w := &pb.Welcome{
@@ -253,12 +287,12 @@ func (c *conn) handshake(br *bufio.Reader) bool {
 	}
 	frame, err := ipc.MarshalEnvelope(&pb.Envelope{Body: &pb.Envelope_Welcome{Welcome: w}}, c.h.cfg.MaxFrame)
 	if err != nil {
-		return fail("encode Welcome", "err", err)
+		return fail("encode Welcome", slog.String("err", err.Error()))
 	}
 	if !c.send(frame) {
 		return false
 	}
-	c.log.Debug("hub: module connected", "version", hello.ModuleVersion)
+	c.m.log.line(slog.LevelDebug, "hub: module connected", str("version", hello.ModuleVersion))
 	c.h.markReady(c.m.spec.Name)
 	return true
 }
@@ -272,6 +306,23 @@ func (c *conn) cleanup() {
 func (c *conn) doCleanup() {
 	c.close()
 	c.h.unsubscribeAll(c)
+	// No event reaches c any more: return what its queue holds to the
+	// hub's total. The writer may be taking some too; whoever receives an
+	// event releases it.
+	for drained := false; !drained; {
+		select {
+		case ev := <-c.events:
+			if ev != nil {
+				c.releaseEvent(int64(len(ev.encoded)))
+			}
+		default:
+			drained = true
+		}
+	}
+	c.wmu.Lock()
+	c.releaseEvent(int64(len(c.partial)))
+	c.partial = nil
+	c.wmu.Unlock()
 	c.pmu.Lock()
 	pend := c.pending
 	c.pending = make(map[uint64]*pendingInvocation)
@@ -296,18 +347,93 @@ func (c *conn) doCleanup() {
 // full (only this module's goroutines wait). It reports false if the
 // connection closed first.
 func (c *conn) send(frame []byte) bool {
+	return c.enqueue(nil, frame) == nil
+}
+
+// errConnClosed: the connection closed while a frame waited for the queue.
+var errConnClosed = fmt.Errorf("%w: connection closed", ErrUnavailable)
+
+// enqueue queues frame for the writer, waiting while out holds
+// OutQueueBytes or more, or is full, until cancel closes or the connection
+// does. A frame always fits an empty queue, so a frame larger than the
+// bound still goes out, alone.
+func (c *conn) enqueue(cancel <-chan struct{}, frame []byte) error {
+	n := int64(len(frame))
+	limit := int64(c.h.cfg.OutQueueBytes)
+	for {
+		cur := c.outBytes.Load()
+		if cur == 0 || cur+n <= limit {
+			if c.outBytes.CompareAndSwap(cur, cur+n) {
+				break
+			}
+			continue
+		}
+		select {
+		case <-c.outSpace:
+		case <-cancel:
+			return context.Canceled
+		case <-c.done:
+			return errConnClosed
+		}
+	}
 	select {
 	case c.out <- frame:
-		return true
+	case <-cancel:
+		c.releaseOut(n)
+		return context.Canceled
 	case <-c.done:
+		c.releaseOut(n)
+		return errConnClosed
+	}
+	if c.outBytes.Load() < limit {
+		// Room is left: pass the wake-up on to the next waiter.
+		c.signalOutSpace()
+	}
+	return nil
+}
+
+// releaseOut frees n bytes of out and wakes a waiting sender.
+func (c *conn) releaseOut(n int64) {
+	if n != 0 {
+		c.outBytes.Add(-n)
+		c.signalOutSpace()
+	}
+}
+
+func (c *conn) signalOutSpace() {
+	select {
+	case c.outSpace <- struct{}{}:
+	default:
+	}
+}
+
+// chargeEvent reserves n bytes of event queue on this connection and on the
+// hub; false means no room, and nothing was reserved. An event always fits
+// an empty connection queue, so no event is undeliverable by size alone.
+func (c *conn) chargeEvent(n int64) bool {
+	if cur := c.evBytes.Add(n); cur > int64(c.h.cfg.EventQueueBytes) && cur != n {
+		c.evBytes.Add(-n)
 		return false
+	}
+	if c.h.evBytes.Add(n) > int64(c.h.cfg.EventBytesTotal) {
+		c.h.evBytes.Add(-n)
+		c.evBytes.Add(-n)
+		return false
+	}
+	return true
+}
+
+func (c *conn) releaseEvent(n int64) {
+	if n != 0 {
+		c.evBytes.Add(-n)
+		c.h.evBytes.Add(-n)
 	}
 }
 
 func (c *conn) respond(id uint64, code pb.ErrorCode, msg string, result []byte) {
 	frame, err := marshalResponse(id, code, msg, result, c.h.cfg.MaxFrame)
 	if err != nil {
-		c.log.Warn("hub: response too large", "id", id, "err", err)
+		c.m.log.warn("hub: response too large", slog.Uint64("id", id), slog.String("err", err.Error()))
 		frame, _ = marshalResponse(id, pb.ErrorCode_INTERNAL, "result exceeds the frame limit", nil, c.h.cfg.MaxFrame)
 	}
 	// Fast path: nothing queued and nobody writing, so write it here and save
@@ -360,15 +486,19 @@ func (c *conn) writeLoop() {
 		c.wmu.Lock()
 		buf = buf[:0]
 		var nev, taken uint64
+		var outTaken, evTaken int64
 		if c.partial != nil {
 			// The rest of a frame a publisher began writing goes first.
 			buf = append(buf, c.partial...)
+			evTaken += int64(len(c.partial))
 			c.partial = nil
 			taken++
 		}
 		buf = append(buf, first...)
+		outTaken += int64(len(first))
 		if firstEv != nil {
 			buf, nev = c.appendEvent(buf, firstEv, nev)
+			evTaken += int64(len(firstEv.encoded))
 			taken++
 		}
 	gather:
@@ -376,18 +506,24 @@ func (c *conn) writeLoop() {
 			select {
 			case f := <-c.out:
 				buf = append(buf, f...)
+				outTaken += int64(len(f))
 			case ev := <-c.events:
 				if ev != nil {
 					buf, nev = c.appendEvent(buf, ev, nev)
+					evTaken += int64(len(ev.encoded))
 					taken++
 				}
 			default:
 				break gather
 			}
 		}
+		// What was taken is framed into buf now: the queues' bytes are free
+		// (buf itself is bounded by writeBatch plus one frame).
+		c.releaseEvent(evTaken)
 		_, err := c.nc.Write(buf)
 		c.evPending.Add(-int64(taken))
 		c.wmu.Unlock()
+		c.releaseOut(outTaken)
 		if err != nil {
 			c.close()
 			return
@@ -420,13 +556,18 @@ func (c *conn) deliver(ev *hubEvent) {
 	// evPending rises before the event is visible in the queue, so a later
 	// event never overtakes this one through the direct path.
 	c.evPending.Add(1)
-	select {
-	case c.events <- ev:
-	default:
-		c.evPending.Add(-1)
-		c.dropped.Add(1)
-		c.m.stats.eventsDropped.Add(1)
+	size := int64(len(ev.encoded))
+	if c.chargeEvent(size) {
+		select {
+		case c.events <- ev:
+			return
+		default:
+			c.releaseEvent(size)
+		}
 	}
+	c.evPending.Add(-1)
+	c.dropped.Add(1)
+	c.m.stats.eventsDropped.Add(1)
 }
 
 // writeEventLocked frames ev and tries one non-blocking write. Call with wmu
@@ -457,6 +598,9 @@ func (c *conn) writeEventLocked(ev *hubEvent) {
 		return
 	}
 	c.partial = append([]byte(nil), frame[written:]...)
+	// Always charged: the frame is on its way and cannot be dropped now.
+	c.evBytes.Add(int64(len(c.partial)))
+	c.h.evBytes.Add(int64(len(c.partial)))
 	c.evPending.Add(1)
 	// Wake the writer. If the queue is full, the writer is awake anyway.
 	select {
@@ -482,7 +626,7 @@ func (c *conn) appendEvent(buf []byte, ev *hubEvent, n uint64) ([]byte, uint64) 
 	if envLen > c.h.cfg.MaxFrame {
 		c.dropped.Add(dropped + 1)
 		c.m.stats.eventsDropped.Add(1)
-		c.log.Warn("hub: event exceeds the frame limit; dropped", "type", ev.typ, "bytes", envLen)
+		c.m.log.warn("hub: event exceeds the frame limit; dropped", slog.String("type", ev.typ), slog.Int("bytes", envLen))
 		return buf, n
 	}
 	c.seq = seq

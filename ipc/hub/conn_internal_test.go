@@ -2,7 +2,6 @@ package hub
 
 import (
 	"bufio"
-	"context"
 	"io"
 	"log/slog"
 	"net"
@@ -50,8 +49,7 @@ func TestPartialWritesKeepFramesWhole(t *testing.T) {
 
 	h := New(nopBackend{}, Config{EventQueue: 16, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	defer h.Close()
-	m := &module{h: h, spec: ModuleSpec{Name: "m"}, stats: new(counters), conns: map[*conn]struct{}{}}
-	m.ctx, m.cancel = context.WithCancel(context.Background())
+	m := testModule(h, "m")
 	c := newConn(m, server)
 	m.wg.Add(1)
 	go c.writeLoop()

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -97,7 +98,7 @@ func subscribe(_ context.Context, c *conn, params []byte) ([]byte, *callError) {
 		}
 		if !c.m.maySubscribe(t) {
 			c.m.stats.denied.Add(1)
-			c.log.Info("hub: subscription denied", "type", t)
+			c.m.log.info("hub: subscription denied", slog.String("type", t))
 			return nil, errorf(pb.ErrorCode_PERMISSION_DENIED, "event type %q is not granted to this module", t)
 		}
 	}
@@ -133,11 +134,13 @@ func publish(_ context.Context, c *conn, params []byte) ([]byte, *callError) {
 	own := c.m.spec.ACL.PublishNamespace
 	if reserved(ns) || ns != own || own == "" {
 		c.m.stats.denied.Add(1)
-		c.log.Warn("hub: publish refused", "type", p.Type, "namespace", own)
+		c.m.log.warn("hub: publish refused", slog.String("type", p.Type), slog.String("namespace", own))
 		return nil, errorf(pb.ErrorCode_PERMISSION_DENIED, "may publish only %q events", own+".<Name>")
 	}
-	if len(p.Payload) > c.h.cfg.MaxFrame-1024 {
-		return nil, errorf(pb.ErrorCode_INVALID, "payload of %d bytes leaves no room in a %d-byte frame", len(p.Payload), c.h.cfg.MaxFrame)
+	if len(p.Payload) > c.h.cfg.MaxEventPayload {
+		// Every subscriber's queue would hold it: the limit sits well
+		// below the frame limit.
+		return nil, errorf(pb.ErrorCode_INVALID, "payload is %d bytes, limit %d", len(p.Payload), c.h.cfg.MaxEventPayload)
 	}
 	ev, err := newHubEvent(p.Type, c.m.spec.Name, p.Payload)
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,17 +39,40 @@ type Config struct {
 	MaxFrame int
 	// HandshakeTimeout bounds the wait for Hello; 0 means 5s.
 	HandshakeTimeout time.Duration
+	// FrameTimeout bounds the time a frame may take to arrive once its
+	// first byte has; 0 means 5s. A connection may idle between frames.
+	FrameTimeout time.Duration
 	// MaxInFlight bounds a module's requests being handled at once; 0 means 64.
 	MaxInFlight int
 	// RequestsPerSecond is a module's sustained request rate (burst the same);
 	// 0 means 1000. Requests over it are answered RATE_LIMITED.
 	RequestsPerSecond float64
 	// LogBytesPerSecond is a module's log budget (burst the same); 0 means
-	// 64 KiB. Log lines over it are dropped and counted.
+	// 64 KiB. It covers the module's Log frames and every line the hub
+	// writes because of the module. Lines over it are dropped and counted.
 	LogBytesPerSecond int
+	// LogSummaryEvery is how often, at most, a module whose log lines are
+	// being suppressed gets a summary line; 0 means 10s.
+	LogSummaryEvery time.Duration
 	// EventQueue is the number of events queued per connection; 0 means 1024.
 	// When full, events are dropped, counted, and reported in Event.dropped.
 	EventQueue int
+	// EventQueueBytes bounds the bytes of events queued per connection; 0
+	// means 4 MiB. Past it events are dropped, as past EventQueue.
+	EventQueueBytes int
+	// EventBytesTotal bounds the bytes of events queued on all connections
+	// together; 0 means 64 MiB. Past it events are dropped and counted.
+	EventBytesTotal int
+	// MaxEventPayload bounds a published event's payload; 0 means 64 KiB,
+	// and it never exceeds MaxFrame-1024. Larger payloads are INVALID.
+	MaxEventPayload int
+	// OutQueueBytes bounds the bytes of responses and invocations queued
+	// per connection; 0 means 4 MiB. Past it the module's own goroutines
+	// wait (a module that does not read stalls only itself).
+	OutQueueBytes int
+	// InFlightBytes bounds the request bytes a module has in flight; 0
+	// means 8 MiB. Requests past it are answered RATE_LIMITED.
+	InFlightBytes int
 	// CallTimeout bounds backend calls, module-to-module calls and CLI
 	// invocations; 0 means 10s.
 	CallTimeout time.Duration
@@ -70,11 +94,33 @@ func (c Config) withDefaults() Config {
 	if c.RequestsPerSecond <= 0 {
 		c.RequestsPerSecond = 1000
 	}
+	if c.FrameTimeout <= 0 {
+		c.FrameTimeout = 5 * time.Second
+	}
 	if c.LogBytesPerSecond <= 0 {
 		c.LogBytesPerSecond = 64 << 10
 	}
+	if c.LogSummaryEvery <= 0 {
+		c.LogSummaryEvery = 10 * time.Second
+	}
 	if c.EventQueue <= 0 {
 		c.EventQueue = 1024
+	}
+	if c.EventQueueBytes <= 0 {
+		c.EventQueueBytes = 4 << 20
+	}
+	if c.EventBytesTotal <= 0 {
+		c.EventBytesTotal = 64 << 20
+	}
+	if c.MaxEventPayload <= 0 {
+		c.MaxEventPayload = 64 << 10
+	}
+	c.MaxEventPayload = min(c.MaxEventPayload, c.MaxFrame-1024)
+	if c.OutQueueBytes <= 0 {
+		c.OutQueueBytes = 4 << 20
+	}
+	if c.InFlightBytes <= 0 {
+		c.InFlightBytes = 8 << 20
 	}
 	if c.CallTimeout <= 0 {
 		c.CallTimeout = 10 * time.Second
@@ -113,7 +159,9 @@ type ModuleStats struct {
 	BadFrames         uint64 // malformed, oversized, truncated or unexpected frames
 	HandshakeFailures uint64 // no Hello in time, wrong name or version, request first
 	LogBytes          uint64 // log bytes accepted
-	LogDropped        uint64 // log lines dropped over budget
+	LogDropped        uint64 // the module's Log lines dropped over budget
+	LogSuppressed     uint64 // hub lines about the module suppressed over budget
+	PeerRefused       uint64 // connections from a uid other than the module's, closed
 	Connections       uint64 // connections accepted
 	Open              uint64 // connections open now
 }
@@ -123,6 +171,10 @@ type counters struct {
 	eventsDelivered, eventsDropped                 atomic.Uint64
 	badFrames, handshakeFailures                   atomic.Uint64
 	logBytes, logDropped, connections, connsClosed atomic.Uint64
+	logSuppressed, peerRefused                     atomic.Uint64
+	// log is the module's log budget; like the counters it outlives a
+	// restart, so restarting never refills it.
+	log *modLog
 }
 
 func (c *counters) snapshot() ModuleStats {
@@ -138,6 +190,8 @@ func (c *counters) snapshot() ModuleStats {
 		HandshakeFailures: c.handshakeFailures.Load(),
 		LogBytes:          c.logBytes.Load(),
 		LogDropped:        c.logDropped.Load(),
+		LogSuppressed:     c.logSuppressed.Load(),
+		PeerRefused:       c.peerRefused.Load(),
 		Connections:       conns,
 		Open:              conns - c.connsClosed.Load(),
 	}
@@ -156,9 +210,12 @@ var (
 
 // Hub serves modules. Create it with New; it is safe for concurrent use.
 type Hub struct {
-	b   Backend
-	cfg Config
-	log *slog.Logger
+	b       Backend
+	cfg     Config
+	log     *slog.Logger
+	selfUID int // the hub's own euid, allowed on every socket
+
+	evBytes atomic.Int64 // event bytes queued on all connections
 
 	mu      sync.Mutex
 	closed  bool
@@ -187,6 +244,7 @@ func New(b Backend, cfg Config) *Hub {
 		stats:   make(map[string]*counters),
 		subs:    make(map[string]map[*conn]struct{}),
 		stop:    make(chan struct{}),
+		selfUID: os.Geteuid(),
 	}
 	h.cancelNode = b.Subscribe(h.onNodeEvent)
 	return h
@@ -202,10 +260,14 @@ type module struct {
 	events  map[string]struct{}
 	stats   *counters
 	reqRate *bucket
-	logRate *bucket
+	log     *modLog
 
 	inFlight atomic.Int64 // admitted requests whose handler has not returned
 	unsent   atomic.Int64 // admitted requests whose response is not yet written or queued
+	inBytes  atomic.Int64 // bytes of admitted requests whose handler has not returned
+
+	pendingCount atomic.Int64 // invocations sent to the module, not yet answered
+	pendingBytes atomic.Int64 // their frames' bytes
 
 	ctx    context.Context // cancelled on detach; handlers derive from it
 	cancel context.CancelFunc
@@ -258,7 +320,6 @@ func (h *Hub) Attach(spec ModuleSpec, ln net.Listener) error {
 		methods: make(map[string]struct{}, len(spec.ACL.Methods)),
 		events:  make(map[string]struct{}, len(spec.ACL.Events)),
 		reqRate: newBucket(h.cfg.RequestsPerSecond),
-		logRate: newBucket(float64(h.cfg.LogBytesPerSecond)),
 		conns:   make(map[*conn]struct{}),
 	}
 	for _, g := range spec.ACL.Methods {
@@ -280,6 +341,7 @@ func (h *Hub) Attach(spec ModuleSpec, ln net.Listener) error {
 		return fmt.Errorf("attach %s: attached concurrently", spec.Name)
 	}
 	m.stats = h.countersLocked(spec.Name)
+	m.log = m.stats.log
 	if ch, ok := h.ready[spec.Name]; ok && isClosed(ch) {
 		// A fresh attach (a restart) waits for a fresh handshake.
 		h.ready[spec.Name] = make(chan struct{})
@@ -357,6 +419,7 @@ func (h *Hub) countersLocked(name string) *counters {
 	c := h.stats[name]
 	if c == nil {
 		c = new(counters)
+		c.log = newModLog(h, name, c)
 		h.stats[name] = c
 	}
 	return c
@@ -435,6 +498,18 @@ func (m *module) acceptLoop() {
 			m.h.log.Warn("hub: accept failed; module no longer served", "module", m.spec.Name, "err", err)
 			return
 		}
+		if uid, err := peerUID(nc); err != nil || (uid != m.spec.PeerUID && uid != m.h.selfUID) {
+			// The socket is the module's identity; only its uid (and the
+			// hub's own, for the runtime's checks) may speak on it.
+			_ = nc.Close()
+			m.stats.peerRefused.Add(1)
+			if err != nil {
+				m.log.warn("hub: cannot read the peer's credentials; connection refused", slog.String("err", err.Error()))
+			} else {
+				m.log.warn("hub: connection from another uid refused", slog.Int("uid", uid), slog.Int("want", m.spec.PeerUID))
+			}
+			continue
+		}
 		m.stats.connections.Add(1)
 		c := newConn(m, nc)
 		m.mu.Lock()
@@ -445,7 +520,7 @@ func (m *module) acceptLoop() {
 			continue
 		case len(m.conns) >= m.h.cfg.MaxConnections:
 			m.mu.Unlock()
-			m.h.log.Warn("hub: too many connections; closing the new one", "module", m.spec.Name, "limit", m.h.cfg.MaxConnections)
+			m.log.warn("hub: too many connections; closing the new one", slog.Int("limit", m.h.cfg.MaxConnections))
 			c.closeUnregistered()
 			continue
 		}

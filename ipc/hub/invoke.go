@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
 	"time"
-	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 
@@ -21,6 +21,10 @@ const (
 	maxNameLen           = 128
 	maxTextLen           = 4096
 	maxPendingPerConn    = 1024
+	maxPendingPerModule  = 256     // invocations waiting on one module's answers
+	maxPendingBytes      = 8 << 20 // their frames' bytes
+	maxAPINameBytes      = 16 << 10
+	maxCliSpecBytes      = 64 << 10
 	invocationKindCLI    = "cli"
 	invocationKindAPI    = "api"
 	errInvocationRefused = "the module may not answer this invocation"
@@ -55,6 +59,19 @@ func (c *conn) invoke(ctx context.Context, inv *pb.Invocation, kind string) (*pb
 	if err != nil {
 		return nil, err
 	}
+	// What waits on a module's answers is charged to that module: a
+	// module that never answers holds at most this much of the hub.
+	m, size := c.m, int64(len(frame))
+	if n := m.pendingCount.Add(1); n > maxPendingPerModule {
+		m.pendingCount.Add(-1)
+		return nil, fmt.Errorf("%w: %d invocations already waiting for module %s", ErrUnavailable, maxPendingPerModule, m.spec.Name)
+	}
+	defer m.pendingCount.Add(-1)
+	if b := m.pendingBytes.Add(size); b > maxPendingBytes && b != size {
+		m.pendingBytes.Add(-size)
+		return nil, fmt.Errorf("%w: %d bytes of invocations already waiting for module %s", ErrUnavailable, b-size, m.spec.Name)
+	}
+	defer m.pendingBytes.Add(-size)
 	p := &pendingInvocation{kind: kind, ch: make(chan invocationOutcome, 1)}
 	c.pmu.Lock()
 	if len(c.pending) >= maxPendingPerConn {
@@ -69,12 +86,11 @@ func (c *conn) invoke(ctx context.Context, inv *pb.Invocation, kind string) (*pb
 		c.pmu.Unlock()
 	}()
 
-	select {
-	case c.out <- frame:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-c.done:
-		return nil, fmt.Errorf("%w: connection closed", ErrUnavailable)
+	if err := c.enqueue(ctx.Done(), frame); err != nil {
+		if errors.Is(err, context.Canceled) {
+			return nil, ctx.Err()
+		}
+		return nil, err
 	}
 	select {
 	case o := <-p.ch:
@@ -97,7 +113,7 @@ func (c *conn) handleInvocationResult(r *pb.InvocationResult) {
 	c.pmu.Unlock()
 	if p == nil {
 		st.invalid.Add(1)
-		c.log.Info("hub: invocation result for no waiting invocation", "id", r.Id)
+		c.m.log.info("hub: invocation result for no waiting invocation", slog.Uint64("id", r.Id))
 		return
 	}
 	var need string
@@ -120,23 +136,11 @@ func (c *conn) handleInvocationResult(r *pb.InvocationResult) {
 	}
 	if !c.m.permit(need) {
 		st.denied.Add(1)
-		c.log.Info("hub: denied", "method", need)
+		c.m.log.info("hub: denied", slog.String("method", need))
 		p.finish(nil, fmt.Errorf("%w: %s", ErrUnavailable, errInvocationRefused))
 		return
 	}
 	p.finish(r, nil)
-}
-
-func validName(s string) bool {
-	if s == "" || len(s) > maxNameLen || !utf8.ValidString(s) {
-		return false
-	}
-	for _, r := range s {
-		if r < 0x21 || r == 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 // registerAPI records the methods the module offers to other modules. A new
@@ -150,9 +154,14 @@ func registerAPI(_ context.Context, c *conn, params []byte) ([]byte, *callError)
 		return nil, errorf(pb.ErrorCode_INVALID, "want 1 to %d methods, got %d", maxAPIMethods, len(p.Methods))
 	}
 	set := make(map[string]struct{}, len(p.Methods))
-	for _, name := range p.Methods {
+	total := 0
+	for i, name := range p.Methods {
 		if !validName(name) {
-			return nil, errorf(pb.ErrorCode_INVALID, "bad method name %q", name)
+			return nil, errorf(pb.ErrorCode_INVALID, "methods[%d]: bad method name %s: want 1 to %d printable bytes, no spaces or controls",
+				i, logText(name, 64), maxNameLen)
+		}
+		if total += len(name); total > maxAPINameBytes {
+			return nil, errorf(pb.ErrorCode_INVALID, "methods: more than %d bytes of names", maxAPINameBytes)
 		}
 		set[name] = struct{}{}
 	}
@@ -163,7 +172,7 @@ func registerAPI(_ context.Context, c *conn, params []byte) ([]byte, *callError)
 		return nil, errorf(pb.ErrorCode_UNAVAILABLE, "connection closing")
 	}
 	m.api, m.apiConn = set, c
-	c.log.Info("hub: module API registered", "methods", len(set))
+	c.m.log.info("hub: module API registered", slog.Int("methods", len(set)))
 	return nil, nil
 }
 
@@ -225,7 +234,7 @@ func (c *conn) handleRegisterCli(spec *pb.RegisterCliSpec) {
 	}
 	if !c.m.permit("cli.RegisterCliSpec") {
 		st.denied.Add(1)
-		c.log.Info("hub: denied", "method", "cli.RegisterCliSpec")
+		c.m.log.info("hub: denied", slog.String("method", "cli.RegisterCliSpec"))
 		c.respond(spec.Id, pb.ErrorCode_PERMISSION_DENIED, `method "cli.RegisterCliSpec" is not granted to this module`, nil)
 		return
 	}
@@ -247,31 +256,40 @@ func (c *conn) handleRegisterCli(spec *pb.RegisterCliSpec) {
 	}
 	m.cli = &cliRegistration{spec: stored, conn: c}
 	m.mu.Unlock()
-	c.log.Info("hub: CLI registered", "name", stored.Name, "commands", len(stored.Commands))
+	c.m.log.info("hub: CLI registered", slog.String("name", stored.Name), slog.Int("commands", len(stored.Commands)))
 	c.respond(spec.Id, pb.ErrorCode_OK, "", nil)
 }
 
+// checkCliSpec validates a CLI spec before it is stored: what it holds ends
+// up on an operator's terminal, so names are printable and text is
+// printable apart from newlines and tabs; counts and bytes are bounded.
 func checkCliSpec(s *pb.RegisterCliSpec) string {
-	if s.Name != "" && !validName(s.Name) {
-		return fmt.Sprintf("bad command name %q", s.Name)
+	if size := proto.Size(s); size > maxCliSpecBytes {
+		return fmt.Sprintf("spec is %d bytes, limit %d", size, maxCliSpecBytes)
 	}
-	if len(s.About) > maxTextLen {
-		return "about is too long"
+	if s.Name != "" && !validName(s.Name) {
+		return fmt.Sprintf("name: bad command name %s: want 1 to %d printable bytes, no spaces or controls", logText(s.Name, 64), maxNameLen)
+	}
+	if !validText(s.About, maxTextLen) {
+		return fmt.Sprintf("about: want at most %d bytes of printable UTF-8 (newlines and tabs allowed)", maxTextLen)
 	}
 	if len(s.Commands) == 0 || len(s.Commands) > maxCliCommands {
 		return fmt.Sprintf("want 1 to %d commands, got %d", maxCliCommands, len(s.Commands))
 	}
 	seen := make(map[string]bool, len(s.Commands))
-	for _, cmd := range s.Commands {
+	for i, cmd := range s.Commands {
 		if !validName(cmd.Name) {
-			return fmt.Sprintf("bad command name %q", cmd.Name)
+			return fmt.Sprintf("commands[%d].name: bad command name %s: want 1 to %d printable bytes, no spaces or controls", i, logText(cmd.Name, 64), maxNameLen)
 		}
 		if seen[cmd.Name] {
 			return fmt.Sprintf("command %q registered twice", cmd.Name)
 		}
 		seen[cmd.Name] = true
-		if len(cmd.About) > maxTextLen || len(cmd.Usage) > maxTextLen {
-			return fmt.Sprintf("command %q: about or usage is too long", cmd.Name)
+		if !validText(cmd.About, maxTextLen) {
+			return fmt.Sprintf("command %q: about: want at most %d bytes of printable UTF-8 (newlines and tabs allowed)", cmd.Name, maxTextLen)
+		}
+		if !validText(cmd.Usage, maxTextLen) {
+			return fmt.Sprintf("command %q: usage: want at most %d bytes of printable UTF-8 (newlines and tabs allowed)", cmd.Name, maxTextLen)
 		}
 	}
 	return ""

@@ -82,13 +82,16 @@ func handlerFor(method string) (handler, bool) {
 	case "modules.RegisterApi":
 		return registerAPI, true
 	}
-	if provider, ok := strings.CutPrefix(method, moduleCallPrefix); ok && provider != "" {
+	if provider, ok := strings.CutPrefix(method, moduleCallPrefix); ok && validModuleName(provider) {
 		return func(ctx context.Context, c *conn, params []byte) ([]byte, *callError) {
 			return callModule(ctx, c, provider, params)
 		}, true
 	}
 	return nil, false
 }
+
+// maxEchoedMethod is how much of an unknown method name a response repeats.
+const maxEchoedMethod = 64
 
 // admit runs on the reader: the cheap checks happen here, in order (rate,
 // method known, ACL, unread answers, in-flight), before params are touched. A refused request
@@ -103,13 +106,15 @@ func (c *conn) admit(req *pb.Request) (job, bool) {
 	}
 	fn, known := handlerFor(req.Method)
 	if !known {
+		// Not logged: an unknown method, a modules.Call to a name that is
+		// no module name included, is the module's mistake alone.
 		st.invalid.Add(1)
-		c.respond(req.Id, pb.ErrorCode_INVALID, fmt.Sprintf("unknown method %q", req.Method), nil)
+		c.respond(req.Id, pb.ErrorCode_INVALID, "unknown method "+logText(req.Method, maxEchoedMethod), nil)
 		return job{}, false
 	}
 	if !c.m.permit(req.Method) {
 		st.denied.Add(1)
-		c.log.Info("hub: denied", "method", req.Method)
+		c.m.log.info("hub: denied", str("method", req.Method))
 		c.respond(req.Id, pb.ErrorCode_PERMISSION_DENIED, fmt.Sprintf("method %q is not granted to this module", req.Method), nil)
 		return job{}, false
 	}
@@ -127,14 +132,25 @@ func (c *conn) admit(req *pb.Request) (job, bool) {
 		c.respond(req.Id, pb.ErrorCode_RATE_LIMITED, fmt.Sprintf("more than %d requests in flight", c.h.cfg.MaxInFlight), nil)
 		return job{}, false
 	}
+	// A request's params live until its handler returns: charged to the
+	// module, so slow calls cannot pile up its bytes in the hub.
+	size := int64(len(req.Params))
+	if b := c.m.inBytes.Add(size); b > int64(c.h.cfg.InFlightBytes) && b != size {
+		c.m.inBytes.Add(-size)
+		c.m.inFlight.Add(-1)
+		st.rateLimited.Add(1)
+		c.respond(req.Id, pb.ErrorCode_RATE_LIMITED, fmt.Sprintf("more than %d bytes of requests in flight", c.h.cfg.InFlightBytes), nil)
+		return job{}, false
+	}
 	c.m.unsent.Add(1)
-	return job{req: req, fn: fn}, true
+	return job{req: req, fn: fn, size: size}, true
 }
 
 // job is an admitted request.
 type job struct {
-	req *pb.Request
-	fn  handler
+	req  *pb.Request
+	fn   handler
+	size int64 // charged to the module's in-flight bytes
 }
 
 // maxIdleWorkers is how many finished workers a connection keeps waiting for
@@ -188,6 +204,7 @@ func (c *conn) run(j job, onWait func()) {
 	ctx := newCallCtx(c.m.ctx, c.h.cfg.CallTimeout, onWait)
 	result, cerr := j.fn(ctx, c, j.req.Params)
 	ctx.release()
+	c.m.inBytes.Add(-j.size)
 	// The in-flight slot frees before the response is sent, so a module that
 	// has read its response may send the next request at once; unsent counts
 	// until the response is written or queued.
@@ -203,8 +220,15 @@ func (c *conn) run(j job, onWait func()) {
 	c.respond(j.req.Id, pb.ErrorCode_OK, "", result)
 }
 
-// handleLog writes a module's log line to the hub's logger, within the
-// module's byte budget.
+// Limits on one Log frame as it reaches the node's log.
+const (
+	maxLogMessage  = 4096
+	maxLogFields   = 32
+	maxLogFieldKey = 64
+)
+
+// handleLog writes a module's log line to the hub's logger, escaped and
+// truncated, within the module's byte budget.
 func (c *conn) handleLog(l *pb.Log) {
 	st := c.m.stats
 	if !c.m.permit("hub.Log") {
@@ -212,15 +236,6 @@ func (c *conn) handleLog(l *pb.Log) {
 		st.logDropped.Add(1)
 		return
 	}
-	size := len(l.Message)
-	for k, v := range l.Fields {
-		size += len(k) + len(v)
-	}
-	if !c.m.logRate.take(float64(size)) {
-		st.logDropped.Add(1)
-		return
-	}
-	st.logBytes.Add(uint64(size))
 	level := slog.LevelInfo
 	switch l.Level {
 	case pb.LogLevel_DEBUG:
@@ -235,13 +250,23 @@ func (c *conn) handleLog(l *pb.Log) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	attrs := make([]slog.Attr, 0, len(keys))
-	for _, k := range keys {
-		attrs = append(attrs, slog.String(k, l.Fields[k]))
+	attrs := make([]slog.Attr, 0, min(len(keys), maxLogFields)+1)
+	for _, k := range keys[:min(len(keys), maxLogFields)] {
+		attrs = append(attrs, slog.String(logText(k, maxLogFieldKey), logText(l.Fields[k], maxLoggedText)))
 	}
+	if len(keys) > maxLogFields {
+		attrs = append(attrs, slog.Int("fields_dropped", len(keys)-maxLogFields))
+	}
+	msg := logText(l.Message, maxLogMessage)
 	// The module's fields are grouped so they can never pose as the hub's
 	// own "module" attribute.
-	c.log.LogAttrs(context.Background(), level, l.Message, slog.Attr{Key: "fields", Value: slog.GroupValue(attrs...)})
+	group := slog.Attr{Key: "fields", Value: slog.GroupValue(attrs...)}
+	size := lineCost(msg, attrs)
+	if !c.m.log.admit(size) {
+		return
+	}
+	st.logBytes.Add(uint64(size))
+	c.m.log.log.LogAttrs(context.Background(), level, msg, group)
 }
 
 // decode unmarshals params into msg; failure is INVALID.
@@ -276,7 +301,7 @@ func (c *conn) backendError(what string, err error) *callError {
 	case errors.Is(err, context.Canceled):
 		return errorf(pb.ErrorCode_UNAVAILABLE, "the hub is stopping this module")
 	}
-	c.log.Warn("hub: backend error", "what", what, "err", err)
+	c.m.log.warn("hub: backend error", str("what", what), str("err", err.Error()))
 	return errorf(pb.ErrorCode_UNAVAILABLE, "the node cannot answer now")
 }
 
@@ -397,7 +422,7 @@ func blockMessage(c *conn, blk *wire.MsgBlock, height uint64) ([]byte, *callErro
 	var raw bytes.Buffer
 	raw.Grow(blk.SerializeSize())
 	if err := blk.Serialize(&raw); err != nil {
-		c.log.Error("hub: serialize block", "hash", hash, "err", err)
+		c.m.log.line(slog.LevelError, "hub: serialize block", slog.String("hash", hash.String()), slog.String("err", err.Error()))
 		return nil, errorf(pb.ErrorCode_INTERNAL, "serialize block")
 	}
 	out.Raw = raw.Bytes()
@@ -634,6 +659,6 @@ func castVote(ctx context.Context, c *conn, params []byte) ([]byte, *callError) 
 	if err != nil {
 		return nil, c.backendError("proposal "+p.ProposalId, err)
 	}
-	c.log.Info("hub: vote cast", "proposal", p.ProposalId, "choice", p.Choice)
+	c.m.log.info("hub: vote cast", str("proposal", p.ProposalId), str("choice", p.Choice))
 	return encode(resultsMessage(r))
 }
