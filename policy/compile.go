@@ -104,7 +104,43 @@ func compileSeccomp(caps *capabilities.Set, host Host) (Seccomp, error) {
 	}
 	sort.SliceStable(s.Rules, func(i, j int) bool { return ruleKey(s.Rules[i]) < ruleKey(s.Rules[j]) })
 	s.Families = compileFamilies(caps.Families, &s)
+	if err := checkFamilies(s.Families); err != nil {
+		return Seccomp{}, err
+	}
 	return s, nil
+}
+
+// checkFamilies refuses a filter that treats siblings differently without
+// saying why, and a "differs" note on a member that no longer differs: the
+// first is a hole or a breakage, the second a reason that has gone stale.
+func checkFamilies(fams []SyscallFamily) error {
+	for _, f := range fams {
+		var first *FamilyMember
+		for i := range f.Members {
+			m := &f.Members[i]
+			if m.Differs != "" {
+				continue
+			}
+			if first == nil {
+				first = m
+				continue
+			}
+			if m.Treatment != first.Treatment {
+				return fmt.Errorf("policy: syscall family %s: %s gets %q but %s gets %q; treat them alike or give the reason in policies/syscalls.toml families.%s.differs",
+					f.Name, m.Syscall, m.Treatment, first.Syscall, first.Treatment, f.Name)
+			}
+		}
+		if first == nil {
+			return fmt.Errorf("policy: syscall family %s: every member is marked as differing", f.Name)
+		}
+		for _, m := range f.Members {
+			if m.Differs != "" && m.Treatment == first.Treatment {
+				return fmt.Errorf("policy: syscall family %s: families.%s.differs.%s says it is treated otherwise, but it gets %q like %s",
+					f.Name, f.Name, m.Syscall, m.Treatment, first.Syscall)
+			}
+		}
+	}
+	return nil
 }
 
 // compileFamilies records, for each family of sibling syscalls, what the
