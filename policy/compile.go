@@ -245,7 +245,7 @@ func compileStorage(op *nodeconfig.Config, name string, host Host) Storage {
 	case StorageImage:
 		st.Why = Provenance{Source: SourceSandbox, Reason: "a filesystem image of that size on a loop device: writes past it fail with ENOSPC"}
 	default:
-		st.Why = Provenance{Source: SourceSandbox, Reason: "NOT ENFORCED: this host offers neither project quotas nor per-module images, so /data can grow until the node's disk is full"}
+		st.Why = Provenance{Source: SourceSandbox, Reason: "NOT ENFORCED: the host facts name no quota backend (a project quota or a per-module image), so /data can grow until the node's disk is full"}
 	}
 	return st
 }
