@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/blvm/blvm-sandbox/internal/syncbuf"
 	"github.com/blvm/blvm-sandbox/runtime"
 )
@@ -91,6 +93,12 @@ func TestRootPolicyModeChanges(t *testing.T) {
 			}
 		}
 	}
+	// A POSIX ACL would open them without a mode change: no xattr call is
+	// in the policy (families xattr-set, xattr-get).
+	for _, target := range []string{"/data", "/run/blvm/hub.sock"} {
+		items = append(items, "setxattr:"+target+":0777")
+		want["setxattr:"+target+":0777"] = "ENOSYS"
+	}
 	// The modes the runtime gives them (runtime/supervisor.go, socket.go).
 	const dataBefore, sockBefore = os.FileMode(0o700), os.FileMode(0o600)
 	res, _ := s.holdAttack("chmod", strings.Join(items, ","))
@@ -105,6 +113,11 @@ func TestRootPolicyModeChanges(t *testing.T) {
 	}
 	if got := permOf(t, layout.Socket("hostile")); got != sockBefore {
 		t.Errorf("host: %s is %04o, want %04o", layout.Socket("hostile"), got, sockBefore)
+	}
+	for _, path := range []string{layout.Data("hostile"), layout.Socket("hostile")} {
+		if _, err := unix.Getxattr(path, "system.posix_acl_access", make([]byte, 64)); err != unix.ENODATA {
+			t.Errorf("host: %s has an access ACL, or it cannot be read: %v", path, err)
+		}
 	}
 	for _, c := range calls {
 		for _, m := range []os.FileMode{0o700, 0o600} {

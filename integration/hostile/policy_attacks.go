@@ -53,7 +53,7 @@ func chmodProbes(r *result, arg string) {
 			r.Info[item] = "bad item"
 			continue
 		}
-		mode, err := strconv.ParseUint(parts[2], 8, 32)
+		mode, err := strconv.ParseUint(parts[2], 8, 32) // ignored by setxattr
 		if err != nil {
 			r.Info[item] = "bad mode"
 			continue
@@ -91,6 +91,13 @@ func chmodVia(syscallName, path string, mode uint32) error {
 		return call(unix.SYS_FCHMODAT, atFDCWD, p, uintptr(mode))
 	case "fchmodat2":
 		return call(sysFchmodat2, atFDCWD, p, uintptr(mode), 0)
+	case "setxattr":
+		// An access ACL giving others rwx: a mode change in all but name.
+		acl := []byte{2, 0, 0, 0, // POSIX_ACL_XATTR_VERSION
+			0x01, 0, 0o7, 0, 0xff, 0xff, 0xff, 0xff, // ACL_USER_OBJ rwx
+			0x04, 0, 0o7, 0, 0xff, 0xff, 0xff, 0xff, // ACL_GROUP_OBJ rwx
+			0x20, 0, 0o7, 0, 0xff, 0xff, 0xff, 0xff} // ACL_OTHER rwx
+		return unix.Setxattr(path, "system.posix_acl_access", acl, 0)
 	case "fchmod":
 		// The hub socket cannot be opened for reading (Landlock grants no
 		// right on it); an O_PATH descriptor reaches the filter all the same,
