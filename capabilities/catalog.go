@@ -19,6 +19,9 @@ type Catalog struct {
 	Capabilities map[string]*Capability
 	Groups       map[string]*SyscallGroup
 	Deny         DenyList
+	// Families groups syscalls that reach one kernel operation through
+	// different entry points, so the policy decides once per family.
+	Families map[string]*Family
 }
 
 // Capability is one grantable name.
@@ -72,12 +75,23 @@ type SyscallRule struct {
 	Reason  string `toml:"reason"`
 }
 
-// Arg is one argument condition. Op is eq, ne or masked_eq ((arg & Mask) == Value).
+// Arg is one argument condition. Op is eq, ne, masked_eq ((arg & Mask) ==
+// Value) or masked_ne ((arg & Mask) != Value).
 type Arg struct {
 	Index uint   `toml:"index"`
 	Op    string `toml:"op"`
 	Mask  uint64 `toml:"mask"`
 	Value uint64 `toml:"value"`
+}
+
+// Family is a set of syscalls that do the same thing by different entry
+// points (chmod, fchmod, fchmodat, fchmodat2). The policy must treat its
+// members alike; Differs names a member that is treated otherwise, and why.
+type Family struct {
+	Name     string
+	Syscalls []string          `toml:"syscalls"`
+	Reason   string            `toml:"reason"`
+	Differs  map[string]string `toml:"differs"`
 }
 
 // DenyList is the always-denied set: EPERM whatever a module declares.
@@ -98,6 +112,7 @@ type catalogFile struct {
 	Provided     map[string]*Capability   `toml:"provided"`
 	Groups       map[string]*SyscallGroup `toml:"groups"`
 	Deny         *DenyList                `toml:"deny"`
+	Families     map[string]*Family       `toml:"families"`
 }
 
 // Default loads the catalog embedded from policies/.
@@ -111,7 +126,7 @@ func Load(fsys fs.FS) (*Catalog, error) {
 		return nil, err
 	}
 	sort.Strings(names)
-	c := &Catalog{Capabilities: map[string]*Capability{}, Groups: map[string]*SyscallGroup{}}
+	c := &Catalog{Capabilities: map[string]*Capability{}, Groups: map[string]*SyscallGroup{}, Families: map[string]*Family{}}
 	for _, name := range names {
 		data, err := fs.ReadFile(fsys, name)
 		if err != nil {
@@ -145,6 +160,13 @@ func Load(fsys fs.FS) (*Catalog, error) {
 			}
 			g.Name = n
 			c.Groups[n] = g
+		}
+		for n, fam := range f.Families {
+			if _, dup := c.Families[n]; dup {
+				return nil, fmt.Errorf("policies/%s: families.%s: defined twice", name, n)
+			}
+			fam.Name = n
+			c.Families[n] = fam
 		}
 		if f.Deny != nil {
 			c.Deny.Description = f.Deny.Description
@@ -201,7 +223,46 @@ func (c *Catalog) check() error {
 			return fmt.Errorf("policies: deny %v: %w", r.Syscalls, err)
 		}
 	}
+	return c.checkFamilies()
+}
+
+// checkFamilies makes each syscall belong to one family at most, and each
+// family state its reason and name only its own members as different.
+func (c *Catalog) checkFamilies() error {
+	owner := map[string]string{}
+	for _, f := range c.FamilyList() {
+		if f.Reason == "" {
+			return fmt.Errorf("policies: families.%s: reason is required", f.Name)
+		}
+		if len(f.Syscalls) < 2 {
+			return fmt.Errorf("policies: families.%s: syscalls %v: a family needs two members or more", f.Name, f.Syscalls)
+		}
+		for _, sc := range f.Syscalls {
+			if other, dup := owner[sc]; dup {
+				return fmt.Errorf("policies: families.%s: syscall %q is already in families.%s", f.Name, sc, other)
+			}
+			owner[sc] = f.Name
+		}
+		for sc, why := range f.Differs {
+			if owner[sc] != f.Name {
+				return fmt.Errorf("policies: families.%s: differs.%s: not a member of the family", f.Name, sc)
+			}
+			if why == "" {
+				return fmt.Errorf("policies: families.%s: differs.%s: the reason is empty", f.Name, sc)
+			}
+		}
+	}
 	return nil
+}
+
+// FamilyList returns the syscall families sorted by name.
+func (c *Catalog) FamilyList() []*Family {
+	out := make([]*Family, 0, len(c.Families))
+	for _, f := range c.Families {
+		out = append(out, f)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
 }
 
 func checkRule(action, errno string, args []Arg) error {
@@ -214,14 +275,24 @@ func checkRule(action, errno string, args []Arg) error {
 	default:
 		return fmt.Errorf("unknown action %q (allow or errno)", action)
 	}
+	ne := 0
 	for _, a := range args {
+		if a.Op == "masked_ne" {
+			if ne++; ne > 1 {
+				return fmt.Errorf("more than one masked_ne condition in one rule (renderers expand it into one rule per mask bit)")
+			}
+		}
 		if a.Index > 5 {
 			return fmt.Errorf("argument index %d out of range 0-5", a.Index)
 		}
 		switch a.Op {
 		case "eq", "ne", "masked_eq":
+		case "masked_ne":
+			if a.Mask == 0 || a.Value&^a.Mask != 0 {
+				return fmt.Errorf("masked_ne: mask %#x, value %#x: the mask must be non-zero and cover the value", a.Mask, a.Value)
+			}
 		default:
-			return fmt.Errorf("unknown operator %q (eq, ne or masked_eq)", a.Op)
+			return fmt.Errorf("unknown operator %q (eq, ne, masked_eq or masked_ne)", a.Op)
 		}
 	}
 	return nil

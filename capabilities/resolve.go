@@ -17,9 +17,10 @@ type Set struct {
 	// Base and Deny come from the catalog: the syscall groups every module
 	// receives and the always-denied list. Groups resolves the extra groups
 	// a granted capability names.
-	Base   []*SyscallGroup
-	Deny   DenyList
-	Groups map[string]*SyscallGroup
+	Base     []*SyscallGroup
+	Deny     DenyList
+	Groups   map[string]*SyscallGroup
+	Families []*Family // sorted by name
 }
 
 // Names returns the granted names, sorted.
@@ -52,7 +53,7 @@ func (c *Catalog) Resolve(m *manifest.Manifest, cfg *nodeconfig.Config) (*Set, e
 	}
 	mod := cfg.ModuleSettings(m.Name)
 	var problems manifest.Problems
-	set := &Set{Base: c.BaseGroups(), Deny: c.Deny, Groups: c.Groups}
+	set := &Set{Base: c.BaseGroups(), Deny: c.Deny, Groups: c.Groups, Families: c.FamilyList()}
 	for i, name := range m.Capabilities {
 		field := fmt.Sprintf("capabilities[%d]", i)
 		refuse := func(format string, args ...any) {

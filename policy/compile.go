@@ -28,6 +28,11 @@ func Compile(m *manifest.Manifest, caps *capabilities.Set, op *nodeconfig.Config
 	if host.Arch == "" {
 		return nil, errors.New("policy: host arch is unknown")
 	}
+	switch host.StorageBackend {
+	case StorageProject, StorageImage, StorageNone:
+	default:
+		return nil, fmt.Errorf("policy: host storage_backend %q is not %q, %q or empty", host.StorageBackend, StorageProject, StorageImage)
+	}
 	p := &Policy{
 		Module: Module{Name: m.Name, Version: m.Version, EntryPoint: m.EntryPoint},
 		Host:   host,
@@ -49,6 +54,7 @@ func Compile(m *manifest.Manifest, caps *capabilities.Set, op *nodeconfig.Config
 	p.Namespaces = compileNamespaces()
 	p.Process = compileProcess(m)
 	p.Cgroup, p.Rlimits = compileLimits(op.EffectiveLimits(m.Name))
+	p.Storage = compileStorage(op, m.Name, host)
 	p.Mounts = compileMounts(m, op.EffectiveLimits(m.Name))
 	p.Env = compileEnv(m, op)
 	p.Hub = compileHub(m, caps)
@@ -97,7 +103,151 @@ func compileSeccomp(caps *capabilities.Set, host Host) (Seccomp, error) {
 		s.Rules = append(s.Rules, r)
 	}
 	sort.SliceStable(s.Rules, func(i, j int) bool { return ruleKey(s.Rules[i]) < ruleKey(s.Rules[j]) })
+	s.Families = compileFamilies(caps.Families, &s)
+	if err := checkFamilies(s.Families); err != nil {
+		return Seccomp{}, err
+	}
 	return s, nil
+}
+
+// checkFamilies refuses a filter that treats siblings differently without
+// saying why, and a "differs" note on a member that no longer differs: the
+// first is a hole or a breakage, the second a reason that has gone stale.
+func checkFamilies(fams []SyscallFamily) error {
+	for _, f := range fams {
+		var first *FamilyMember
+		for i := range f.Members {
+			m := &f.Members[i]
+			if m.Differs != "" {
+				continue
+			}
+			if first == nil {
+				first = m
+				continue
+			}
+			if m.Treatment != first.Treatment {
+				return fmt.Errorf("policy: syscall family %s: %s gets %q but %s gets %q; treat them alike or give the reason in policies/syscalls.toml families.%s.differs",
+					f.Name, m.Syscall, m.Treatment, first.Syscall, first.Treatment, f.Name)
+			}
+		}
+		if first == nil {
+			return fmt.Errorf("policy: syscall family %s: every member is marked as differing", f.Name)
+		}
+		for _, m := range f.Members {
+			if m.Differs != "" && m.Treatment == first.Treatment {
+				return fmt.Errorf("policy: syscall family %s: families.%s.differs.%s says it is treated otherwise, but it gets %q like %s",
+					f.Name, f.Name, m.Syscall, m.Treatment, first.Syscall)
+			}
+		}
+	}
+	return nil
+}
+
+// compileFamilies records, for each family of sibling syscalls, what the
+// finished filter does with every member, and tags each rule with its
+// family. It only describes the rules; the rules alone decide.
+func compileFamilies(fams []*capabilities.Family, s *Seccomp) []SyscallFamily {
+	byName := map[string][]int{}
+	for i, r := range s.Rules {
+		byName[r.Syscall] = append(byName[r.Syscall], i)
+	}
+	out := make([]SyscallFamily, 0, len(fams))
+	for _, f := range fams {
+		sf := SyscallFamily{Name: f.Name, Reason: f.Reason}
+		for _, sc := range f.Syscalls {
+			var rules []SyscallRule
+			for _, i := range byName[sc] {
+				s.Rules[i].Family = f.Name
+				rules = append(rules, s.Rules[i])
+			}
+			sf.Members = append(sf.Members, FamilyMember{
+				Syscall: sc, Treatment: treatment(rules, s.DefaultAction, s.DefaultErrno),
+				ArgIndex: argIndexes(rules), Differs: f.Differs[sc],
+			})
+		}
+		out = append(out, sf)
+	}
+	return out
+}
+
+// treatment describes what a filter does with one syscall given its rules,
+// leaving argument positions out so siblings compare equal. Rules that share
+// an action and each test one bit of one argument (the deny list's clone
+// flags) read as one: "if any of these bits is set".
+func treatment(rules []SyscallRule, def Action, defErrno string) string {
+	if len(rules) == 0 {
+		return actionString(def, defErrno) + " (not in the policy)"
+	}
+	var parts []string
+	bits := map[string]uint64{} // action -> the bits its one-bit rules test
+	conditional := true
+	for _, r := range rules {
+		act := actionString(r.Action, r.Errno)
+		switch {
+		case len(r.Args) == 0:
+			conditional = false
+			parts = append(parts, act)
+		case len(r.Args) == 1 && r.Args[0].Op == "masked_eq" && r.Args[0].Value == r.Args[0].Mask && bitCount(r.Args[0].Mask) == 1:
+			bits[act] |= r.Args[0].Mask
+		default:
+			parts = append(parts, act+" if "+condString(r.Args, false))
+		}
+	}
+	for act, mask := range bits {
+		if bitCount(mask) == 1 {
+			parts = append(parts, fmt.Sprintf("%s if arg&%#x==%#x", act, mask, mask))
+		} else {
+			parts = append(parts, fmt.Sprintf("%s if arg&%#x!=0x0", act, mask))
+		}
+	}
+	sort.Strings(parts)
+	if conditional {
+		parts = append(parts, "otherwise "+actionString(def, defErrno))
+	}
+	return strings.Join(parts, "; ")
+}
+
+func bitCount(x uint64) int {
+	n := 0
+	for ; x != 0; x &= x - 1 {
+		n++
+	}
+	return n
+}
+
+func argIndexes(rules []SyscallRule) []uint {
+	var out []uint
+	seen := map[uint]bool{}
+	for _, r := range rules {
+		for _, a := range r.Args {
+			if !seen[a.Index] {
+				seen[a.Index] = true
+				out = append(out, a.Index)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// compileStorage states the /data quota and whether this host enforces it.
+func compileStorage(op *nodeconfig.Config, name string, host Host) Storage {
+	bytes, inodes := op.EffectiveDisk(name)
+	why := "disk bytes and inodes on /data: a module cannot fill the node's disk"
+	st := Storage{
+		Bytes:   Limit{Value: bytes, Why: Provenance{Source: SourceOperator, Reason: why}},
+		Inodes:  Limit{Value: inodes, Why: Provenance{Source: SourceOperator, Reason: why}},
+		Backend: host.StorageBackend,
+	}
+	switch host.StorageBackend {
+	case StorageProject:
+		st.Why = Provenance{Source: SourceSandbox, Reason: "a project quota on the data dir's filesystem: the kernel refuses writes past it (EDQUOT)"}
+	case StorageImage:
+		st.Why = Provenance{Source: SourceSandbox, Reason: "a filesystem image of that size on a loop device: writes past it fail with ENOSPC"}
+	default:
+		st.Why = Provenance{Source: SourceSandbox, Reason: "NOT ENFORCED: the host facts name no quota backend (a project quota or a per-module image), so /data can grow until the node's disk is full"}
+	}
+	return st
 }
 
 // ruleBuilder merges identical rules so each appears once with every source.

@@ -110,6 +110,14 @@ func limitChanges(old, new *Policy) []limitChange {
 	cmp("memory_bytes", old.Cgroup.MemoryBytes.Value, new.Cgroup.MemoryBytes.Value)
 	cmp("pids", old.Cgroup.Pids.Value, new.Cgroup.Pids.Value)
 	cmp("cpu_quota_us", old.Cgroup.CPUQuotaMicros.Value, new.Cgroup.CPUQuotaMicros.Value)
+	cmp("disk_bytes", old.Storage.Bytes.Value, new.Storage.Bytes.Value)
+	cmp("disk_inodes", old.Storage.Inodes.Value, new.Storage.Inodes.Value)
+	if old.Storage.Backend != new.Storage.Backend {
+		out = append(out, limitChange{
+			text:   fmt.Sprintf("disk quota backend %s -> %s", storageBackendString(old.Storage), storageBackendString(new.Storage)),
+			raised: old.Storage.Enforced() && !new.Storage.Enforced(),
+		})
+	}
 	orl := map[string]Rlimit{}
 	for _, r := range old.Rlimits {
 		orl[r.Type] = r

@@ -152,9 +152,14 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 
 	section(&b, fmt.Sprintf("Seccomp (%s only; anything unlisted: %s)", p.Seccomp.Arch, actionString(p.Seccomp.DefaultAction, p.Seccomp.DefaultErrno)))
+	writeFamilies(&b, p)
+	b.WriteString("  Other rules\n")
 	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  SYSCALL\tACTION\tARGS\tSOURCE\tWHY")
 	for _, rule := range p.Seccomp.Rules {
+		if rule.Family != "" {
+			continue
+		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", rule.Syscall, actionString(rule.Action, rule.Errno), argsString(rule.Args),
 			sourcesString(rule.Sources), rule.Sources[0].Reason)
 	}
@@ -186,6 +191,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	for _, rl := range p.Rlimits {
 		fmt.Fprintf(tw, "  %s\t%d/%d\t%s\t%s\n", rl.Type, rl.Soft, rl.Hard, rl.Why.Source, rl.Why.Reason)
 	}
+	st := p.Storage
+	fmt.Fprintf(tw, "  disk /data\t%d bytes, %d inodes\t%s\t%s\n", st.Bytes.Value, st.Inodes.Value, st.Bytes.Why.Source, st.Bytes.Why.Reason)
+	fmt.Fprintf(tw, "  disk backend\t%s\t%s\t%s\n", storageBackendString(st), st.Why.Source, st.Why.Reason)
 	tw.Flush()
 
 	section(&b, "Environment (everything else is cleared)")
@@ -267,6 +275,73 @@ func (r *Report) WriteText(w io.Writer) error {
 	return err
 }
 
+// writeFamilies prints one row per family of sibling syscalls: its members,
+// what the filter does with them and the family's reason, once. A member
+// treated otherwise gets a row of its own with the reason it differs.
+func writeFamilies(b *strings.Builder, p *Policy) {
+	b.WriteString("  Syscall families (one decision per family; a member marked * is treated otherwise, and says why)\n")
+	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  FAMILY\tMEMBERS\tTREATMENT\tSOURCE\tWHY")
+	for _, f := range p.Seccomp.Families {
+		sources := familySources(p, f.Name)
+		var order []string
+		alike := map[string][]string{}
+		for _, m := range f.Members {
+			if m.Differs != "" {
+				continue
+			}
+			if _, seen := alike[m.Treatment]; !seen {
+				order = append(order, m.Treatment)
+			}
+			alike[m.Treatment] = append(alike[m.Treatment], memberString(m))
+		}
+		name := f.Name
+		for _, t := range order {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", name, strings.Join(alike[t], " "), t, sources, f.Reason)
+			name = ""
+		}
+		for _, m := range f.Members {
+			if m.Differs != "" {
+				fmt.Fprintf(tw, "  %s\t%s*\t%s\t\t%s\n", name, memberString(m), m.Treatment, m.Differs)
+				name = ""
+			}
+		}
+	}
+	tw.Flush()
+}
+
+// familySources joins the sources of every rule in the family, in order.
+func familySources(p *Policy, family string) string {
+	var out []string
+	seen := map[string]bool{}
+	for _, r := range p.Seccomp.Rules {
+		if r.Family != family {
+			continue
+		}
+		for _, s := range r.Sources {
+			if !seen[s.Source] {
+				seen[s.Source] = true
+				out = append(out, s.Source)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return "-"
+	}
+	return strings.Join(out, "+")
+}
+
+func memberString(m FamilyMember) string {
+	if len(m.ArgIndex) == 0 {
+		return m.Syscall
+	}
+	idx := make([]string, len(m.ArgIndex))
+	for i, n := range m.ArgIndex {
+		idx[i] = fmt.Sprintf("arg%d", n)
+	}
+	return m.Syscall + "(" + strings.Join(idx, ",") + ")"
+}
+
 // nodeMismatch says why this node's version fails a module's blvm-node
 // constraint, or "" when it satisfies it.
 func nodeMismatch(nodeVersion, constraint string) string {
@@ -282,6 +357,13 @@ func nodeMismatch(nodeVersion, constraint string) string {
 		return fmt.Sprintf("this node is %s, which does not satisfy blvm-node %s: the load would be refused", nodeVersion, constraint)
 	}
 	return ""
+}
+
+func storageBackendString(s Storage) string {
+	if !s.Enforced() {
+		return "none (NOT ENFORCED)"
+	}
+	return s.Backend
 }
 
 func section(b *strings.Builder, title string) { fmt.Fprintf(b, "\n%s\n", title) }
@@ -326,15 +408,27 @@ func argsString(args []Arg) string {
 	if len(args) == 0 {
 		return "-"
 	}
+	return condString(args, true)
+}
+
+// condString writes argument conditions; withIndex false leaves the
+// argument positions out, so sibling syscalls compare equal.
+func condString(args []Arg, withIndex bool) string {
 	out := make([]string, len(args))
 	for i, a := range args {
+		arg := "arg"
+		if withIndex {
+			arg = fmt.Sprintf("arg%d", a.Index)
+		}
 		switch a.Op {
 		case "masked_eq":
-			out[i] = fmt.Sprintf("arg%d&%#x==%#x", a.Index, a.Mask, a.Value)
+			out[i] = fmt.Sprintf("%s&%#x==%#x", arg, a.Mask, a.Value)
+		case "masked_ne":
+			out[i] = fmt.Sprintf("%s&%#x!=%#x", arg, a.Mask, a.Value)
 		case "ne":
-			out[i] = fmt.Sprintf("arg%d!=%#x", a.Index, a.Value)
+			out[i] = fmt.Sprintf("%s!=%#x", arg, a.Value)
 		default:
-			out[i] = fmt.Sprintf("arg%d==%#x", a.Index, a.Value)
+			out[i] = fmt.Sprintf("%s==%#x", arg, a.Value)
 		}
 	}
 	return strings.Join(out, " && ")

@@ -115,6 +115,36 @@ func convertArg(a Arg) (seccompArg, error) {
 	return out, nil
 }
 
+// expandArgs gives the argument conditions of the one or more kernel rules
+// that make up r. libseccomp, libcontainer and OCI have no masked_ne, so
+// (arg & M) != V becomes one rule per bit b of M testing (arg & b) ==
+// (V & b) ^ b: the rules share the action, so any bit that differs from V
+// matches. One bit per rule also keeps each test inside one 32-bit half of
+// the argument, so libseccomp's two-half comparison of 64-bit arguments
+// cannot turn the "or" of the halves into an "and".
+func expandArgs(args []Arg) [][]Arg {
+	ne := -1
+	for i, a := range args {
+		if a.Op == "masked_ne" {
+			ne = i
+		}
+	}
+	if ne < 0 {
+		return [][]Arg{args}
+	}
+	a := args[ne]
+	var out [][]Arg
+	for bit := uint64(1); bit != 0; bit <<= 1 {
+		if a.Mask&bit == 0 {
+			continue
+		}
+		one := append([]Arg(nil), args...)
+		one[ne] = Arg{Index: a.Index, Op: "masked_eq", Mask: bit, Value: (a.Value & bit) ^ bit}
+		out = append(out, one)
+	}
+	return out
+}
+
 // seccompArch checks a Go GOARCH and gives its OCI name. libcontainer's
 // configs.Seccomp takes libseccomp-golang's names, which for these arches
 // are the GOARCH names themselves.
@@ -163,15 +193,17 @@ func (p *Policy) SeccompConfig() (*configs.Seccomp, error) {
 		if err != nil {
 			return nil, fmt.Errorf("seccomp rule %s: %w", r.Syscall, err)
 		}
-		sc := &configs.Syscall{Name: r.Syscall, Action: act.lc, ErrnoRet: act.errnoRet}
-		for _, a := range r.Args {
-			ca, err := convertArg(a)
-			if err != nil {
-				return nil, fmt.Errorf("seccomp rule %s: %w", r.Syscall, err)
+		for _, args := range expandArgs(r.Args) {
+			sc := &configs.Syscall{Name: r.Syscall, Action: act.lc, ErrnoRet: act.errnoRet}
+			for _, a := range args {
+				ca, err := convertArg(a)
+				if err != nil {
+					return nil, fmt.Errorf("seccomp rule %s: %w", r.Syscall, err)
+				}
+				sc.Args = append(sc.Args, &ca.lc)
 			}
-			sc.Args = append(sc.Args, &ca.lc)
+			out.Syscalls = append(out.Syscalls, sc)
 		}
-		out.Syscalls = append(out.Syscalls, sc)
 	}
 	return out, nil
 }

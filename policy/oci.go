@@ -148,15 +148,17 @@ func (p *Policy) ociSeccomp() (*specs.LinuxSeccomp, error) {
 		if err != nil {
 			return nil, fmt.Errorf("seccomp rule %s: %w", r.Syscall, err)
 		}
-		sc := specs.LinuxSyscall{Names: []string{r.Syscall}, Action: act.oci, ErrnoRet: act.errnoRet}
-		for _, a := range r.Args {
-			ca, err := convertArg(a)
-			if err != nil {
-				return nil, fmt.Errorf("seccomp rule %s: %w", r.Syscall, err)
+		for _, args := range expandArgs(r.Args) {
+			sc := specs.LinuxSyscall{Names: []string{r.Syscall}, Action: act.oci, ErrnoRet: act.errnoRet}
+			for _, a := range args {
+				ca, err := convertArg(a)
+				if err != nil {
+					return nil, fmt.Errorf("seccomp rule %s: %w", r.Syscall, err)
+				}
+				sc.Args = append(sc.Args, ca.oci)
 			}
-			sc.Args = append(sc.Args, ca.oci)
+			out.Syscalls = append(out.Syscalls, sc)
 		}
-		out.Syscalls = append(out.Syscalls, sc)
 	}
 	return out, nil
 }

@@ -34,7 +34,17 @@ type Host struct {
 	Arch          string `json:"arch"`           // Go GOARCH, e.g. "amd64"
 	LandlockABI   int    `json:"landlock_abi"`   // 0 when Landlock is absent
 	CgroupVersion int    `json:"cgroup_version"` // 1 or 2
+	// StorageBackend is how this host enforces the /data quota: one of the
+	// Storage* constants, or "" when it enforces none.
+	StorageBackend string `json:"storage_backend"`
 }
+
+// Storage backends: how the kernel enforces a module's /data quota.
+const (
+	StorageProject = "project" // a project quota on the data dir's filesystem
+	StorageImage   = "image"   // a per-module filesystem image on a loop device
+	StorageNone    = ""        // nothing: the quota is configured but not enforced
+)
 
 // Policy is everything the runtime applies to one module.
 type Policy struct {
@@ -46,6 +56,7 @@ type Policy struct {
 	Namespaces   []Namespace  `json:"namespaces"`
 	Process      Process      `json:"process"`
 	Cgroup       Cgroup       `json:"cgroup"`
+	Storage      Storage      `json:"storage"`
 	Rlimits      []Rlimit     `json:"rlimits"`
 	Mounts       []Mount      `json:"mounts"`
 	Env          []EnvVar     `json:"env"`
@@ -89,6 +100,28 @@ type Seccomp struct {
 	Arch    string        `json:"arch"`
 	BadArch Provenance    `json:"bad_arch_provenance"`
 	Rules   []SyscallRule `json:"rules"`
+	// Families shows, per family of sibling syscalls, how each member is
+	// treated; the reason is given once for the family.
+	Families []SyscallFamily `json:"families"`
+}
+
+// SyscallFamily is a set of syscalls that reach one kernel operation
+// through different entry points (policies/syscalls.toml [families]).
+type SyscallFamily struct {
+	Name    string         `json:"name"`
+	Reason  string         `json:"reason"`
+	Members []FamilyMember `json:"members"`
+}
+
+// FamilyMember is one syscall of a family and what the filter does with it.
+type FamilyMember struct {
+	Syscall string `json:"syscall"`
+	// Treatment is the member's rules with argument positions left out
+	// (chmod's mode is argument 1, fchmodat's argument 2), so members that
+	// are treated alike have equal treatments.
+	Treatment string `json:"treatment"`
+	ArgIndex  []uint `json:"arg_index,omitempty"` // the argument positions its rules test
+	Differs   string `json:"differs,omitempty"`   // why it is treated unlike the family
 }
 
 // SyscallRule is one seccomp rule.
@@ -97,13 +130,14 @@ type SyscallRule struct {
 	Action  Action       `json:"action"`
 	Errno   string       `json:"errno,omitempty"`
 	Args    []Arg        `json:"args,omitempty"`
-	Sources []Provenance `json:"sources"` // every group or capability that asked for this exact rule
+	Sources []Provenance `json:"sources"`          // every group or capability that asked for this exact rule
+	Family  string       `json:"family,omitempty"` // the syscall family it belongs to, whose reason explain shows
 }
 
 // Arg is one argument condition; all of a rule's Args must hold.
 type Arg struct {
 	Index uint   `json:"index"`
-	Op    string `json:"op"` // eq, ne, masked_eq
+	Op    string `json:"op"` // eq, ne, masked_eq ((arg&mask)==value), masked_ne ((arg&mask)!=value)
 	Mask  uint64 `json:"mask,omitempty"`
 	Value uint64 `json:"value"`
 }
@@ -182,6 +216,18 @@ type Limit struct {
 	Value int64      `json:"value"`
 	Why   Provenance `json:"provenance"`
 }
+
+// Storage is the disk quota on the module's /data: bytes and inodes from the
+// node config, enforced (or not) by the host's storage backend.
+type Storage struct {
+	Bytes   Limit      `json:"bytes"`
+	Inodes  Limit      `json:"inodes"`
+	Backend string     `json:"backend"` // a Storage* constant; "" when not enforced
+	Why     Provenance `json:"provenance"`
+}
+
+// Enforced reports whether the kernel enforces the quota on this host.
+func (s Storage) Enforced() bool { return s.Backend != StorageNone }
 
 // Rlimit is a resource limit set before exec.
 type Rlimit struct {

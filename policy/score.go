@@ -13,7 +13,7 @@ import (
 // equivalent there (PrivateNetwork 2500, PrivateUsers 1000, PrivateMounts
 // 1000, ProtectHostname 50, NoNewPrivileges, SystemCallFilter and
 // SystemCallArchitectures 1000, address families and capabilities 1500).
-// Rows systemd has no equivalent for (cgroup limits, Landlock, hub access)
+// Rows systemd has no equivalent for (cgroup limits, disk quota, Landlock, hub access)
 // are weighted by us; docs/explain.md lists every weight and its origin.
 type Control struct {
 	Name     string  `json:"name"`
@@ -153,6 +153,15 @@ func Controls(p *Policy) []Control {
 		cpuVal, cpuExp = fmt.Sprintf("%.2f cores", float64(cpu.Value)/float64(p.Cgroup.CPUPeriodMicros)), 0
 	}
 	add("cpu limit", cpuVal, cpuExp, 250, cpu.Why)
+	st := p.Storage
+	diskVal, diskExp := fmt.Sprintf("%d MiB, %d inodes on /data (%s)", st.Bytes.Value>>20, st.Inodes.Value, st.Backend), 0.0
+	switch {
+	case !st.Enforced():
+		diskVal, diskExp = fmt.Sprintf("%d MiB, %d inodes configured, NOT ENFORCED", st.Bytes.Value>>20, st.Inodes.Value), 1
+	case st.Bytes.Value <= 0 || st.Inodes.Value <= 0:
+		diskVal, diskExp = "unlimited", 1
+	}
+	add("disk quota", diskVal, diskExp, 500, st.Why)
 	add("environment", fmt.Sprintf("cleared; %d BLVM_* variables", len(p.Env)), 0, 100,
 		Provenance{Source: SourceSandbox, Reason: "nothing of the node's environment leaks in"})
 
