@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/blvm/blvm-sandbox/capabilities"
+	"github.com/blvm/blvm-sandbox/internal/termesc"
 	"github.com/blvm/blvm-sandbox/manifest"
 	"github.com/blvm/blvm-sandbox/nodeconfig"
 	"github.com/blvm/blvm-sandbox/policy"
@@ -69,11 +70,23 @@ type compiled struct {
 	refusals manifest.Problems // problems only the verify step enforces
 }
 
+// escapedOutput wraps out for format, so that nothing a manifest or config
+// wrote reaches the terminal raw; done writes what is held back.
+func escapedOutput(out io.Writer, format string) (w io.Writer, done func() error) {
+	e := termesc.NewWriter(out)
+	if format == "json" || format == "oci" {
+		e = termesc.NewJSONWriter(out)
+	}
+	return e, e.Flush
+}
+
 func runExplain(out io.Writer, f *explainFlags, cmd *cobra.Command, target string) error {
 	c, err := compileTarget(f, cmd, target)
 	if err != nil {
 		return err
 	}
+	out, done := escapedOutput(out, f.format)
+	defer done()
 	switch f.format {
 	case "text", "json":
 		r := policy.NewReport(c.policy, c.manifest, c.config, c.refusals)
@@ -114,6 +127,8 @@ func runDiff(out io.Writer, f *explainFlags, cmd *cobra.Command, oldPath, newPat
 		return err
 	}
 	d := policy.Diff(oldC.policy, newC.policy)
+	out, done := escapedOutput(out, f.format)
+	defer done()
 	if f.format == "json" {
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")

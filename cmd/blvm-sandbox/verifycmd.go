@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/blvm/blvm-sandbox/capabilities"
+	"github.com/blvm/blvm-sandbox/internal/termesc"
 	"github.com/blvm/blvm-sandbox/manifest"
 	"github.com/blvm/blvm-sandbox/verify"
 )
@@ -47,6 +48,10 @@ func runVerify(out io.Writer, f *verifyFlags, dir string) error {
 	if err != nil {
 		return err
 	}
+	// Names and details quote the manifest and config: escape them.
+	esc := termesc.NewWriter(out)
+	defer esc.Flush()
+	out = esc
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	line := func(ok bool, check, detail string) {
 		mark := "ok"
