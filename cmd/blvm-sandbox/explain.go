@@ -11,6 +11,7 @@ import (
 
 	"github.com/blvm/blvm-sandbox/capabilities"
 	"github.com/blvm/blvm-sandbox/internal/termesc"
+	"github.com/blvm/blvm-sandbox/loader"
 	"github.com/blvm/blvm-sandbox/manifest"
 	"github.com/blvm/blvm-sandbox/nodeconfig"
 	"github.com/blvm/blvm-sandbox/policy"
@@ -174,6 +175,10 @@ func compileTarget(f *explainFlags, cmd *cobra.Command, target string) (*compile
 		if len(fatal) > 0 {
 			return nil, badInput(fatal)
 		}
+	}
+	// The same check the load makes: a typo in [modules.<name>] is named.
+	for _, w := range loader.SchemaWarnings(m, cfg, cfg.ModuleSettings(m.Name).Config) {
+		fmt.Fprintln(cmd.ErrOrStderr(), "warning:", termesc.String(w))
 	}
 	cat, err := capabilities.Default()
 	if err != nil {
