@@ -224,3 +224,29 @@ func TestLineWriterBoundsALine(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// FuzzEscape: whatever the input, String and Text leave nothing a terminal
+// acts on, and the Writer agrees with Text however the input is split.
+func FuzzEscape(f *testing.F) {
+	for _, tt := range attacks {
+		f.Add([]byte(tt.in), uint8(3))
+	}
+	f.Fuzz(func(t *testing.T, in []byte, cut uint8) {
+		if h := hostile([]byte(String(string(in))), false); h != "" {
+			t.Fatalf("String(%q) holds %s", in, h)
+		}
+		want := Text(in)
+		if h := hostile(want, true); h != "" {
+			t.Fatalf("Text(%q) holds %s", in, h)
+		}
+		var b bytes.Buffer
+		w := NewWriter(&b)
+		c := int(cut) % (len(in) + 1)
+		w.Write(in[:c])
+		w.Write(in[c:])
+		w.Flush()
+		if !bytes.Equal(b.Bytes(), want) {
+			t.Fatalf("Writer split at %d = %q, Text = %q", c, b.Bytes(), want)
+		}
+	})
+}
