@@ -39,7 +39,8 @@ func newRunCommand(stdout, stderr io.Writer) *cobra.Command {
 in its container with stdout and stderr on this terminal. Every line the
 module writes is prefixed "NAME| " and its control characters are escaped
 (\x1b, \r, \u009b ...), so no line without that prefix comes from the
-module: those are the runtime's own. It exits with the
+module: those are the runtime's own. A line the module has not ended yet is
+printed when it ends, passes 4096 bytes, or the module exits. It exits with the
 module's exit code (128+signal if it was killed, 125 if it never started).
 The module talks to the API hub on the embedded dev chain (kept under the
 runtime root). Ctrl-C or --timeout stops the module and cleans up.`,
