@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -40,6 +41,14 @@ func listenSocket(path string, log *slog.Logger) (*socketListener, error) {
 	// Anyone who can write the directory can swap the socket for their own.
 	if st.Mode().Perm()&0o022 != 0 {
 		return nil, fmt.Errorf("admin socket %s: directory %s is writable by group or others (mode %04o); use a private directory", path, dir, st.Mode().Perm())
+	}
+	// So can its owner, whatever the mode says.
+	if sys, ok := st.Sys().(*syscall.Stat_t); !ok || int(sys.Uid) != os.Geteuid() {
+		owner := "unknown"
+		if ok {
+			owner = fmt.Sprint(sys.Uid)
+		}
+		return nil, fmt.Errorf("admin socket %s: directory %s is owned by uid %s, not the daemon's uid %d; use a directory the daemon owns", path, dir, owner, os.Geteuid())
 	}
 	if err := removeStale(path); err != nil {
 		return nil, err

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"fmt"
 	"maps"
+	"path/filepath"
 	"slices"
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/blvm/blvm-sandbox/internal/suggest"
+	"github.com/blvm/blvm-sandbox/internal/tomlfile"
 	"github.com/blvm/blvm-sandbox/manifest"
 	"github.com/blvm/blvm-sandbox/nodeconfig"
 )
@@ -33,18 +36,45 @@ func MergeConfig(file string, own []byte, m *manifest.Manifest, node *nodeconfig
 	if _, ok := merged[DatabaseBackendKey]; !ok && node.Node.DatabaseBackend != "" {
 		merged[DatabaseBackendKey] = node.Node.DatabaseBackend
 	}
-	var warnings []string
-	for _, k := range slices.Sorted(maps.Keys(merged)) {
-		if _, ok := m.ConfigSchema[k]; !ok && k != DatabaseBackendKey {
-			warnings = append(warnings, fmt.Sprintf("%s: config key %q is not in its config_schema", m.Name, k))
-		}
-	}
+	warnings := SchemaWarnings(m, node, merged)
 	var buf bytes.Buffer
 	buf.WriteString("# Merged by blvm-sandbox: the module's config.toml, then the node's [modules." + m.Name + "].\n")
 	if err := toml.NewEncoder(&buf).Encode(merged); err != nil {
 		return nil, nil, fmt.Errorf("%s: merged config: %w", m.Name, err)
 	}
 	return buf.Bytes(), warnings, nil
+}
+
+// SchemaWarnings names each key of config that the manifest's
+// config_schema does not name; a key from the operator's [modules.<name>]
+// table is located at its line in the node config. It is the one check:
+// the load runs it on the merged config, verify and explain on the
+// operator's table.
+func SchemaWarnings(m *manifest.Manifest, node *nodeconfig.Config, config map[string]any) []string {
+	op := node.ModuleSettings(m.Name).Config
+	var warnings []string
+	for _, k := range slices.Sorted(maps.Keys(config)) {
+		if _, ok := m.ConfigSchema[k]; ok || k == DatabaseBackendKey {
+			continue
+		}
+		w := fmt.Sprintf("%s: config key %q is not in its config_schema", m.Name, k)
+		if s := suggest.Closest(k, slices.Sorted(maps.Keys(m.ConfigSchema))); s != "" {
+			w += fmt.Sprintf(" (did you mean %q?)", s)
+		}
+		if _, fromOperator := op[k]; fromOperator {
+			field := tomlfile.Key("modules", m.Name, k)
+			file := nodeconfig.DefaultFileName
+			if node.Path != "" {
+				file = filepath.Base(node.Path)
+			}
+			if line := tomlfile.Find(node.Lines, field); line > 0 {
+				file = fmt.Sprintf("%s:%d", file, line)
+			}
+			w = fmt.Sprintf("%s: %s: %s", file, field, w)
+		}
+		warnings = append(warnings, w)
+	}
+	return warnings
 }
 
 // overlay copies over into base; tables present in both are merged.

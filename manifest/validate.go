@@ -228,8 +228,14 @@ func (v *validator) signatures(s *Signatures) {
 	}
 	for i, mt := range s.Maintainers {
 		f := fmt.Sprintf("signatures.maintainers[%d]", i)
-		if mt.Name == "" {
+		// The name sits outside the signed view and is printed by verify
+		// and explain: the module-name rule keeps it from drawing on a
+		// terminal.
+		switch {
+		case mt.Name == "":
 			v.add(f+".name", "required")
+		case !ValidModuleName(mt.Name):
+			v.add(f+".name", "%q is not a valid maintainer name (lowercase letters, digits and '-', at most 63)", mt.Name)
 		}
 		if _, err := ParsePublicKey(mt.PublicKey); err != nil {
 			v.add(f+".public_key", "%v", err)

@@ -34,6 +34,11 @@ var Networks = []string{"mainnet", "testnet", "signet", "regtest"}
 // when the tier is unknown.
 func TierRank(tier string) int { return slices.Index(Tiers, tier) }
 
+// ScopesLandlockABI is the first Landlock ABI with the abstract-unix and
+// signal scopes every module's policy carries: the runtime cannot start a
+// module below it, so it is also the lowest min_landlock_abi accepted.
+const ScopesLandlockABI = 6
+
 // Default returns the configuration used when no file is given; Parse fills
 // every unset value from it.
 func Default() *Config {
@@ -41,7 +46,7 @@ func Default() *Config {
 		Node:  Node{Version: "0.1.0", Network: "regtest", DatabaseBackend: "redb"},
 		Paths: Paths{Root: "/var/lib/blvm-sandbox", ModulesDir: "/var/lib/blvm-sandbox/modules"},
 		Sandbox: Sandbox{
-			MinLandlockABI: 6,
+			MinLandlockABI: ScopesLandlockABI,
 			RestartDelay:   500 * time.Millisecond, RestartMaxDelay: 30 * time.Second,
 			MaxCrashes: 5, CrashWindow: 5 * time.Minute,
 			StopGrace: 5 * time.Second, ReadyTimeout: 10 * time.Second,
@@ -117,7 +122,7 @@ func ParseBytes(file string, data []byte) (*Config, error) {
 	}
 
 	c := &Config{Path: file, Lines: d.Lines, Modules: map[string]*Module{}, Provided: map[string]Provided{}}
-	var modules map[string]map[string]toml.Primitive
+	var modules map[string]toml.Primitive
 	fields := map[string]any{
 		"node":                  &c.Node,
 		"paths":                 &c.Paths,
@@ -137,7 +142,19 @@ func ParseBytes(file string, data []byte) (*Config, error) {
 		d.Decode(key, raw[key], dst)
 	}
 	for _, mod := range slices.Sorted(maps.Keys(modules)) {
-		c.Modules[mod] = decodeModule(d, mod, modules[mod])
+		field := tomlfile.Key("modules", mod)
+		// "" is a table only implied by a header such as [modules.m.limits].
+		if typ := d.MD.Type("modules", mod); typ != "Hash" && typ != "" {
+			// Dropped, it would silently lose an operator setting such as a
+			// global deny. Reported here, it is not "unknown" as well.
+			d.Add(field, "%s is not a table: [modules] holds only [modules.<name>] tables%s", tomlTypeName(typ), globalHint(mod))
+			d.Opaque(field)
+			continue
+		}
+		var raw map[string]toml.Primitive
+		if d.Decode(field, modules[mod], &raw) {
+			c.Modules[mod] = decodeModule(d, mod, raw)
+		}
 	}
 	d.Undecoded(func(parent toml.Key) []string {
 		switch {
@@ -166,6 +183,37 @@ func ParseBytes(file string, data []byte) (*Config, error) {
 	}
 	c.fillDefaults()
 	return c, nil
+}
+
+// tomlTypeName names a TOML metadata type for a person.
+func tomlTypeName(typ string) string {
+	switch typ {
+	case "Array":
+		return "an array"
+	case "ArrayHash":
+		return "an array of tables"
+	case "Integer":
+		return "an integer"
+	}
+	return "a " + strings.ToLower(typ)
+}
+
+// globalHint says where a setting that applies to every module belongs,
+// for a key written directly under [modules].
+func globalHint(key string) string {
+	switch key {
+	case "deny", "max_tier":
+		return fmt.Sprintf(" (did you mean [capabilities] %s, which applies to every module?)", key)
+	case "threshold", "maintainers":
+		return fmt.Sprintf(" (did you mean [trust] %s?)", key)
+	case "memory_bytes", "pids", "cpus", "open_files", "tmp_bytes":
+		return fmt.Sprintf(" (did you mean [limits] %s?)", key)
+	case "disk_bytes", "disk_inodes":
+		return fmt.Sprintf(" (did you mean [sandbox] %s?)", key)
+	case "allow", "allow_downgrade", "enabled":
+		return fmt.Sprintf(" (%s is set per module: [modules.<name>] %s)", key, key)
+	}
+	return ""
 }
 
 // decodeModule splits one [modules.<name>] table into the operator's
@@ -387,8 +435,9 @@ func (c *Config) validate(v *validator) {
 	if v.defined("sandbox", "max_crashes") && c.Sandbox.MaxCrashes < 1 {
 		v.add("sandbox.max_crashes", "%d: want 1 or more", c.Sandbox.MaxCrashes)
 	}
-	if v.defined("sandbox", "min_landlock_abi") && c.Sandbox.MinLandlockABI < 1 {
-		v.add("sandbox.min_landlock_abi", "%d: want 1 or more", c.Sandbox.MinLandlockABI)
+	if v.defined("sandbox", "min_landlock_abi") && c.Sandbox.MinLandlockABI < ScopesLandlockABI {
+		v.add("sandbox.min_landlock_abi", "%d: want %d or more: every module's policy has the abstract-unix and signal scopes, which need Landlock ABI %d, so below it no module could start",
+			c.Sandbox.MinLandlockABI, ScopesLandlockABI, ScopesLandlockABI)
 	}
 
 	v.disk("sandbox", c.Sandbox.DiskBytes, c.Sandbox.DiskInodes)

@@ -282,7 +282,7 @@ func TestParseProblems(t *testing.T) {
 		}},
 		{"sandbox", "[paths]\nroot = \"var/lib/x/\"\n[sandbox]\nmin_landlock_abi = 0\nstop_grace = \"-1s\"\nmax_crashes = 0\n", []string{
 			`node.toml:2: paths.root: "var/lib/x/": want a clean absolute path`,
-			`node.toml:4: sandbox.min_landlock_abi: 0: want 1 or more`,
+			`node.toml:4: sandbox.min_landlock_abi: 0: want 6 or more: every module's policy has the abstract-unix and signal scopes, which need Landlock ABI 6, so below it no module could start`,
 			`node.toml:5: sandbox.stop_grace: -1s: want a positive duration such as "5s"`,
 			`node.toml:6: sandbox.max_crashes: 0: want 1 or more`,
 		}},

@@ -24,6 +24,10 @@ type Report struct {
 	Dependencies []Dependency     `json:"dependencies,omitempty"`
 	Refusals     []string         `json:"load_refusals,omitempty"`
 	Config       *nodeconfig.Node `json:"node"`
+
+	// Refused marks the capabilities compiled in as requested although the
+	// operator's settings refuse them: name -> why, and how to allow it.
+	Refused map[string]string `json:"refused_capabilities,omitempty"`
 }
 
 // Verification is what the verify step will demand of this module.
@@ -128,6 +132,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	for _, c := range p.Capabilities {
 		fmt.Fprintf(&b, "  %s  [tier %s, danger %s]  %s\n", c.Name, c.Tier, c.Danger, c.Description)
+		if why := r.Refused[c.Name]; why != "" {
+			fmt.Fprintf(&b, "    WOULD BE REFUSED: %s\n", why)
+		}
 		src := CapabilitySource(c.Name)
 		for _, m := range p.Hub.Methods {
 			if hasSource(m.Sources, src) {

@@ -2,14 +2,18 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/blvm/blvm-sandbox/capabilities"
+	"github.com/blvm/blvm-sandbox/internal/termesc"
+	"github.com/blvm/blvm-sandbox/loader"
 	"github.com/blvm/blvm-sandbox/manifest"
 	"github.com/blvm/blvm-sandbox/nodeconfig"
 	"github.com/blvm/blvm-sandbox/policy"
@@ -35,8 +39,14 @@ func newExplainCommand(stdout io.Writer) *cobra.Command {
 row per control (value, verdict, reason, source), the capability -> rule tree,
 the hub ACL, what verification will require and what this kernel degrades.
 
-Exit codes: 0 fine; 1 exposure score above --threshold, or --diff found a
-wider policy; 2 bad input.`,
+A capability the operator's ceiling or denies would refuse is compiled
+anyway, so the whole policy the module asks for is shown, and marked
+"would be refused" with what would allow it.
+
+Exit codes: 0 fine; 1 the load would be refused by the operator's ceiling
+or denies, the exposure score is above --threshold, or --diff found a wider
+policy (a capability crossing the ceiling included); 2 input that cannot be
+read or parsed.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.diff {
 				if len(args) != 2 {
@@ -66,7 +76,33 @@ type compiled struct {
 	manifest *manifest.Manifest
 	config   *nodeconfig.Config
 	policy   *policy.Policy
-	refusals manifest.Problems // problems only the verify step enforces
+	refusals manifest.Problems // problems only the verify step enforces, then the operator's
+	// operator lists the capabilities compiled in although the operator's
+	// ceiling or denies refuse them.
+	operator []capabilities.Refusal
+}
+
+// operatorRefused is the exit-1 answer for a policy the operator's
+// settings would refuse, or nil.
+func (c *compiled) operatorRefused() error {
+	if len(c.operator) == 0 {
+		return nil
+	}
+	why := make([]string, len(c.operator))
+	for i, r := range c.operator {
+		why[i] = r.Capability.Name + ": " + r.Why
+	}
+	return refused(fmt.Errorf("%s %s would be refused: %s", c.manifest.Name, c.manifest.Version, strings.Join(why, "; ")))
+}
+
+// escapedOutput wraps out for format, so that nothing a manifest or config
+// wrote reaches the terminal raw; done writes what is held back.
+func escapedOutput(out io.Writer, format string) (w io.Writer, done func() error) {
+	e := termesc.NewWriter(out)
+	if format == "json" || format == "oci" {
+		e = termesc.NewJSONWriter(out)
+	}
+	return e, e.Flush
 }
 
 func runExplain(out io.Writer, f *explainFlags, cmd *cobra.Command, target string) error {
@@ -74,9 +110,17 @@ func runExplain(out io.Writer, f *explainFlags, cmd *cobra.Command, target strin
 	if err != nil {
 		return err
 	}
+	out, done := escapedOutput(out, f.format)
+	defer done()
 	switch f.format {
 	case "text", "json":
 		r := policy.NewReport(c.policy, c.manifest, c.config, c.refusals)
+		for _, o := range c.operator {
+			if r.Refused == nil {
+				r.Refused = map[string]string{}
+			}
+			r.Refused[o.Capability.Name] = fmt.Sprintf("%s (allow with %s)", o.Why, o.Allow)
+		}
 		if f.format == "json" {
 			err = r.WriteJSON(out)
 		} else {
@@ -86,9 +130,9 @@ func runExplain(out io.Writer, f *explainFlags, cmd *cobra.Command, target strin
 			return err
 		}
 		if f.threshold >= 0 && r.Score > f.threshold {
-			return refused(fmt.Errorf("exposure score %.2f is above the threshold %.2f", r.Score, f.threshold))
+			return errors.Join(c.operatorRefused(), refused(fmt.Errorf("exposure score %.2f is above the threshold %.2f", r.Score, f.threshold)))
 		}
-		return nil
+		return c.operatorRefused()
 	case "oci":
 		spec, err := c.policy.OCISpec(policy.DefaultHostPaths(c.config.Paths.Root, c.policy))
 		if err != nil {
@@ -96,9 +140,15 @@ func runExplain(out io.Writer, f *explainFlags, cmd *cobra.Command, target strin
 		}
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
-		return enc.Encode(spec)
+		if err := enc.Encode(spec); err != nil {
+			return err
+		}
+		return c.operatorRefused()
 	case "bpf":
-		return c.policy.BPF(out)
+		if err := c.policy.BPF(out); err != nil {
+			return err
+		}
+		return c.operatorRefused()
 	default:
 		return badInput(fmt.Errorf("--format: unknown format %q (text, json, oci or bpf)", f.format))
 	}
@@ -113,7 +163,9 @@ func runDiff(out io.Writer, f *explainFlags, cmd *cobra.Command, oldPath, newPat
 	if err != nil {
 		return err
 	}
-	d := policy.Diff(oldC.policy, newC.policy)
+	d := diffReport{Delta: policy.Diff(oldC.policy, newC.policy), CrossesCeiling: crossings(oldC, newC)}
+	out, done := escapedOutput(out, f.format)
+	defer done()
 	if f.format == "json" {
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
@@ -124,10 +176,50 @@ func runDiff(out io.Writer, f *explainFlags, cmd *cobra.Command, oldPath, newPat
 	if err != nil {
 		return err
 	}
-	if len(d.Wider) > 0 {
-		return refused(fmt.Errorf("the new policy is wider than the old (%d changes)", len(d.Wider)))
+	if len(d.Wider) > 0 || len(d.CrossesCeiling) > 0 {
+		return refused(fmt.Errorf("the new policy is wider than the old (%d changes, %d refused by the operator)", len(d.Wider), len(d.CrossesCeiling)))
 	}
 	return nil
+}
+
+// diffReport is the policy delta plus what the operator's settings say of
+// it: a capability the new version asks for that the ceiling or a deny
+// refuses, and the old version did not, is a widening the load would stop.
+type diffReport struct {
+	policy.Delta
+	CrossesCeiling []string `json:"crosses_ceiling,omitempty"`
+}
+
+func (d diffReport) WriteText(w io.Writer) error {
+	if err := d.Delta.WriteText(w); err != nil {
+		return err
+	}
+	if len(d.CrossesCeiling) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nThe new policy crosses the operator's ceiling (%d capabilities would be refused):\n", len(d.CrossesCeiling))
+	for _, c := range d.CrossesCeiling {
+		fmt.Fprintf(&b, "  %s\n", c)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// crossings lists the capabilities the operator refuses in newC but not in
+// oldC.
+func crossings(oldC, newC *compiled) []string {
+	before := map[string]bool{}
+	for _, r := range oldC.operator {
+		before[r.Capability.Name] = true
+	}
+	var out []string
+	for _, r := range newC.operator {
+		if !before[r.Capability.Name] {
+			out = append(out, fmt.Sprintf("capability %s would be refused: %s (allow with %s)", r.Capability.Name, r.Why, r.Allow))
+		}
+	}
+	return out
 }
 
 // compileTarget parses the node config and the manifest, resolves the
@@ -160,13 +252,23 @@ func compileTarget(f *explainFlags, cmd *cobra.Command, target string) (*compile
 			return nil, badInput(fatal)
 		}
 	}
+	// The same check the load makes: a typo in [modules.<name>] is named.
+	for _, w := range loader.SchemaWarnings(m, cfg, cfg.ModuleSettings(m.Name).Config) {
+		fmt.Fprintln(cmd.ErrOrStderr(), "warning:", termesc.String(w))
+	}
 	cat, err := capabilities.Default()
 	if err != nil {
 		return nil, err
 	}
-	set, err := cat.Resolve(m, cfg)
+	// Compiled as requested: the operator's refusals are marked, not fatal.
+	set, operator, err := cat.ResolveAsRequested(m, cfg)
 	if err != nil {
 		return nil, badInput(err)
+	}
+	for _, r := range operator {
+		p := r.Problem
+		p.Message = fmt.Sprintf("capability %q would be refused: %s (allow with %s)", r.Capability.Name, r.Why, r.Allow)
+		refusals = append(refusals, p)
 	}
 	host, err := hostFacts(f, cmd)
 	if err != nil {
@@ -176,7 +278,7 @@ func compileTarget(f *explainFlags, cmd *cobra.Command, target string) (*compile
 	if err != nil {
 		return nil, err
 	}
-	return &compiled{manifest: m, config: cfg, policy: p, refusals: refusals}, nil
+	return &compiled{manifest: m, config: cfg, policy: p, refusals: refusals, operator: operator}, nil
 }
 
 // hostFacts detects this machine's facts, then applies any flag overrides,

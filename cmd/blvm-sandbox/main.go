@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/blvm/blvm-sandbox/internal/termesc"
 	"github.com/blvm/blvm-sandbox/nodeconfig"
 	// A container start re-executes this binary as the container's init.
 	_ "github.com/blvm/blvm-sandbox/runtime/containerinit"
@@ -51,7 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if errors.As(err, &me) {
 		return me.code // the module's own status; its reason is already printed
 	}
-	fmt.Fprintln(stderr, err)
+	// Errors quote manifests, configs and the daemon's answers.
+	fmt.Fprintf(stderr, "%s\n", termesc.Text([]byte(err.Error())))
 	var ee *exitError
 	if errors.As(err, &ee) {
 		return ee.code

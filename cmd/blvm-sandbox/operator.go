@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/blvm/blvm-sandbox/admin"
+	"github.com/blvm/blvm-sandbox/internal/termesc"
 )
 
 // operator holds what the commands that talk to a running daemon share.
@@ -98,7 +99,7 @@ the reason. --json prints the daemon's full records instead.`,
 				return o.daemonError("ps", err)
 			}
 			if asJSON {
-				enc := json.NewEncoder(o.stdout)
+				enc := json.NewEncoder(termesc.NewJSONWriter(o.stdout))
 				enc.SetIndent("", "  ")
 				return enc.Encode(mods)
 			}
@@ -124,15 +125,19 @@ func (o *operator) printTable(mods []admin.ModuleInfo) {
 			pids = withLimit(strconv.FormatUint(m.Pids, 10), m.PidsLimit, func(n uint64) string { return strconv.FormatUint(n, 10) })
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n",
-			m.Name, orDash(m.Version), orDash(m.State), uptime, m.Restarts, mem, cpu, pids, orDash(m.LastExit))
+			esc(m.Name), esc(orDash(m.Version)), esc(orDash(m.State)), uptime, m.Restarts, mem, cpu, pids, esc(orDash(m.LastExit)))
 	}
 	tw.Flush()
 	for _, m := range mods {
 		if m.Error != "" {
-			fmt.Fprintf(o.stdout, "%s %s: %s\n", m.Name, m.State, m.Error)
+			fmt.Fprintf(o.stdout, "%s %s: %s\n", esc(m.Name), esc(m.State), esc(m.Error))
 		}
 	}
 }
+
+// esc escapes a field the daemon reports about a module: names, versions
+// and errors may carry text the module or its manifest wrote.
+func esc(s string) string { return termesc.String(s) }
 
 // live reports whether a module in this state has a cgroup to measure.
 func live(state string) bool {
@@ -161,11 +166,11 @@ func (o *operator) actionCommand(verb, short string) *cobra.Command {
 			}
 			switch {
 			case mi == nil:
-				fmt.Fprintf(o.stdout, "%s: unloaded\n", args[0])
+				fmt.Fprintf(o.stdout, "%s: unloaded\n", esc(args[0]))
 			case mi.Pid != 0:
-				fmt.Fprintf(o.stdout, "%s: %s (pid %d)\n", mi.Name, mi.State, mi.Pid)
+				fmt.Fprintf(o.stdout, "%s: %s (pid %d)\n", esc(mi.Name), esc(mi.State), mi.Pid)
 			default:
-				fmt.Fprintf(o.stdout, "%s: %s\n", mi.Name, mi.State)
+				fmt.Fprintf(o.stdout, "%s: %s\n", esc(mi.Name), esc(mi.State))
 			}
 			return nil
 		},
@@ -173,33 +178,73 @@ func (o *operator) actionCommand(verb, short string) *cobra.Command {
 }
 
 func (o *operator) logsCommand() *cobra.Command {
-	var follow bool
+	var follow, raw bool
 	cmd := &cobra.Command{
-		Use:   "logs [-f] NAME",
+		Use:   "logs [-f] [--raw] NAME",
 		Short: "Print a module's captured stdout and stderr",
 		Long: `logs prints the module's log as the daemon captured it. With -f it keeps
-printing what the module writes, across log rotation, until Ctrl-C.`,
+printing what the module writes, across log rotation, until Ctrl-C.
+
+Control characters (escape sequences, carriage returns, C1 controls, bidi
+overrides) and bytes that are not UTF-8 are printed as visible escapes such
+as \x1b, whether or not stdout is a terminal: a log piped to a pager or a
+file is still read on a terminal later. --raw prints the bytes unchanged.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := o.context()
 			defer stop()
-			if err := o.client().Logs(ctx, args[0], follow, o.stdout); err != nil {
+			out := io.Writer(o.stdout)
+			if !raw {
+				w := termesc.NewWriter(o.stdout)
+				defer w.Flush()
+				out = w
+			}
+			if err := o.client().Logs(ctx, args[0], follow, out); err != nil {
 				return o.daemonError("logs "+args[0], err)
 			}
 			return nil
 		},
 	}
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing what is appended")
+	cmd.Flags().BoolVar(&raw, "raw", false, "print the module's bytes unchanged, control characters included")
 	return cmd
 }
 
+// moduleOutput is where a module's own output goes: w itself with raw or
+// when w is not a terminal (the output is data for a pipe), else an
+// escaping writer, so that the module draws nothing on the operator's
+// terminal.
+func moduleOutput(w io.Writer, raw bool) io.Writer {
+	if raw || !isTerminal(w) {
+		return w
+	}
+	return termesc.NewWriter(w)
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
 func (o *operator) cliCommand() *cobra.Command {
+	var raw bool
 	cmd := &cobra.Command{
-		Use:   "cli NAME [COMMAND [ARGS...]]",
+		Use:   "cli [--raw] NAME [COMMAND [ARGS...]]",
 		Short: "Run one of a module's CLI commands (runmodulecli); with NAME alone, list them",
 		Long: `cli asks the daemon to run COMMAND in the module, prints the module's stdout
 and stderr as they came back, and exits with the module's exit code (1 for a
-code outside 0-255). Flags after NAME belong to the module's command.`,
+code outside 0-255). Flags after NAME belong to the module's command.
+
+On a terminal, control characters in the module's output (escape sequences,
+carriage returns, C1 controls, bidi overrides) and bytes that are not UTF-8
+are printed as visible escapes such as \x1b; piped, the output is passed
+unchanged. --raw (before NAME) passes it unchanged on a terminal too. The
+listing of a module's commands is always escaped.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := o.context()
@@ -211,8 +256,16 @@ code outside 0-255). Flags after NAME belong to the module's command.`,
 			if err != nil {
 				return o.daemonError("cli "+args[0]+" "+args[1], err)
 			}
-			o.stdout.Write(res.GetStdout())
-			o.stderr.Write(res.GetStderr())
+			for _, s := range []struct {
+				w io.Writer
+				b []byte
+			}{{o.stdout, res.GetStdout()}, {o.stderr, res.GetStderr()}} {
+				w := moduleOutput(s.w, raw)
+				w.Write(s.b)
+				if e, ok := w.(*termesc.Writer); ok {
+					e.Flush()
+				}
+			}
 			switch code := res.GetExitCode(); {
 			case code == 0:
 				return nil
@@ -226,6 +279,7 @@ code outside 0-255). Flags after NAME belong to the module's command.`,
 	}
 	// Everything after NAME is the module's, --help included.
 	cmd.Flags().SetInterspersed(false)
+	cmd.Flags().BoolVar(&raw, "raw", false, "pass the module's output unchanged even on a terminal")
 	return cmd
 }
 
@@ -242,10 +296,11 @@ func (o *operator) listCli(ctx context.Context, name string) error {
 			known = append(known, n)
 		}
 		sort.Strings(known)
-		return badInput(fmt.Errorf("cli %s: the module registered no CLI (modules with one: %s)", name, orNone(known)))
+		return badInput(fmt.Errorf("cli %s: the module registered no CLI (modules with one: %s)", esc(name), esc(orNone(known))))
 	}
+	// Every string of a spec is the module's.
 	if spec.GetAbout() != "" {
-		fmt.Fprintf(o.stdout, "%s: %s\n\n", name, spec.GetAbout())
+		fmt.Fprintf(o.stdout, "%s: %s\n\n", esc(name), esc(spec.GetAbout()))
 	}
 	tw := tabwriter.NewWriter(o.stdout, 0, 0, 2, ' ', 0)
 	for _, c := range spec.GetCommands() {
@@ -253,7 +308,7 @@ func (o *operator) listCli(ctx context.Context, name string) error {
 		if usage == "" {
 			usage = c.GetName()
 		}
-		fmt.Fprintf(tw, "  %s\t%s\n", usage, c.GetAbout())
+		fmt.Fprintf(tw, "  %s\t%s\n", esc(usage), esc(c.GetAbout()))
 	}
 	return tw.Flush()
 }
@@ -267,12 +322,13 @@ func (o *operator) eventsCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := o.context()
 			defer stop()
-			enc := json.NewEncoder(o.stdout)
+			enc := json.NewEncoder(termesc.NewJSONWriter(o.stdout))
 			err := o.client().Events(ctx, func(ev admin.Event) error {
 				if asJSON {
 					return enc.Encode(ev)
 				}
-				_, err := fmt.Fprintf(o.stdout, "%s  %-8s  %s  %s  %s\n", ev.Time.Local().Format(time.TimeOnly), ev.Kind, ev.Module, orDash(ev.State), ev.Detail)
+				_, err := fmt.Fprintf(o.stdout, "%s  %-8s  %s  %s  %s\n", ev.Time.Local().Format(time.TimeOnly),
+					esc(ev.Kind), esc(ev.Module), esc(orDash(ev.State)), esc(ev.Detail))
 				return err
 			})
 			if err != nil {

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/blvm/blvm-sandbox/devchain"
+	"github.com/blvm/blvm-sandbox/internal/termesc"
 	"github.com/blvm/blvm-sandbox/ipc/hub"
 	"github.com/blvm/blvm-sandbox/loader"
 	"github.com/blvm/blvm-sandbox/manager"
@@ -36,7 +37,11 @@ func newRunCommand(stdout, stderr io.Writer) *cobra.Command {
 		Use:   "run --node-config FILE [--timeout DURATION] MODULE_DIR",
 		Short: "Verify a module and run it in its sandbox, in the foreground",
 		Long: `run verifies the module, compiles its policy and runs the verified binary
-in its container with stdout and stderr on this terminal. It exits with the
+in its container with stdout and stderr on this terminal. Every line the
+module writes is prefixed "NAME| " and its control characters are escaped
+(\x1b, \r, \u009b ...), so no line without that prefix comes from the
+module: those are the runtime's own. A line the module has not ended yet is
+printed when it ends, passes 4096 bytes, or the module exits. It exits with the
 module's exit code (128+signal if it was killed, 125 if it never started).
 The module talks to the API hub on the embedded dev chain (kept under the
 runtime root). Ctrl-C or --timeout stops the module and cleans up.`,
@@ -77,7 +82,7 @@ func runModule(stdout, stderr io.Writer, f *runFlags, dir string) error {
 		return refused(fmt.Errorf("run: %w", err))
 	}
 	for _, w := range prep.Warnings {
-		fmt.Fprintln(stderr, "warning:", w)
+		fmt.Fprintln(stderr, "warning:", termesc.String(w))
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	sup, err := runtime.NewSupervisor(runtime.Options{
@@ -104,6 +109,12 @@ func runModule(stdout, stderr io.Writer, f *runFlags, dir string) error {
 	h := hub.New(chain, hub.Config{NodeVersion: cfg.Node.Version, Logger: log})
 	defer h.Close()
 	name := prep.Manifest.Name
+	// The module's lines are framed, its partial lines held back, so that
+	// it can neither forge nor split a line of the runtime's log.
+	modOut := termesc.NewLineWriter(stdout, name+"| ")
+	modErr := termesc.NewLineWriter(stderr, name+"| ")
+	defer modOut.Close()
+	defer modErr.Close()
 	spec := hub.ModuleSpec{
 		ID: name + "@" + prep.Manifest.Version, Name: name, Version: prep.Manifest.Version,
 		Capabilities: prep.Capabilities.Names(), ACL: prep.Policy.Hub,
@@ -111,7 +122,7 @@ func runModule(stdout, stderr io.Writer, f *runFlags, dir string) error {
 	err = sup.Start(ctx, runtime.Module{
 		Policy: prep.Policy, Binary: prep.Verified.StorePath, Config: prep.Config, Expires: manager.Expiry(prep.Manifest),
 		Serve:  func(ln net.Listener, uid int) error { spec.PeerUID = uid; return h.Attach(spec, ln) },
-		Stdout: stdout, Stderr: stderr,
+		Stdout: modOut, Stderr: modErr,
 	})
 	if err != nil {
 		return fmt.Errorf("run: %w", err)
@@ -120,6 +131,9 @@ func runModule(stdout, stderr io.Writer, f *runFlags, dir string) error {
 		fmt.Fprintln(stderr, "warning: rollback mark not recorded:", err)
 	}
 	exit, err := sup.Wait(ctx, name)
+	// What the module wrote comes before how it ended.
+	modOut.Close()
+	modErr.Close()
 	if err != nil {
 		// Interrupted or timed out: stop it, clean up, report how it ended.
 		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

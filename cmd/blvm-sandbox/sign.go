@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/blvm/blvm-sandbox/internal/termesc"
 	"github.com/blvm/blvm-sandbox/manifest"
 	"github.com/blvm/blvm-sandbox/verify"
 )
@@ -71,7 +72,7 @@ func runSign(stdout, stderr io.Writer, f *signFlags, dir string) error {
 		return fmt.Errorf("%w; %s left unchanged", err, path)
 	}
 	for _, d := range signed.Dropped {
-		fmt.Fprintf(stderr, "dropped %s's signature: it does not verify over the manifest as it is now\n", d)
+		fmt.Fprintf(stderr, "dropped %s's signature: it does not verify over the manifest as it is now\n", termesc.String(d))
 	}
 	if err := writeFileAtomic(path, signed.Source); err != nil {
 		return err

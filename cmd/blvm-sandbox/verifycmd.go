@@ -11,6 +11,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/blvm/blvm-sandbox/capabilities"
+	"github.com/blvm/blvm-sandbox/internal/termesc"
+	"github.com/blvm/blvm-sandbox/loader"
 	"github.com/blvm/blvm-sandbox/manifest"
 	"github.com/blvm/blvm-sandbox/verify"
 )
@@ -47,6 +49,10 @@ func runVerify(out io.Writer, f *verifyFlags, dir string) error {
 	if err != nil {
 		return err
 	}
+	// Names and details quote the manifest and config: escape them.
+	esc := termesc.NewWriter(out)
+	defer esc.Flush()
+	out = esc
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	line := func(ok bool, check, detail string) {
 		mark := "ok"
@@ -78,6 +84,10 @@ func runVerify(out io.Writer, f *verifyFlags, dir string) error {
 		failed++
 	} else {
 		line(true, "capabilities", fmt.Sprintf("granted %s (ceiling %s)", orNone(set.Names()), cfg.Capabilities.MaxTier))
+	}
+	// As at load, a key the schema does not name is a warning, not a FAIL.
+	for _, w := range loader.SchemaWarnings(m, cfg, cfg.ModuleSettings(m.Name).Config) {
+		fmt.Fprintf(tw, "warn\tconfig\t%s\n", w)
 	}
 
 	res, err := verify.Verify(dir, m, cfg, verify.Options{Root: root, Now: time.Now(), AllowDowngrade: f.allowDowngrade})
