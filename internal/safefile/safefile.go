@@ -73,6 +73,9 @@ func (d *Dir) Path() string { return d.path }
 // returned file, never from the path again.
 func (d *Dir) Open(name string) (*os.File, fs.FileInfo, error) {
 	path := filepath.Join(d.path, name)
+	if !filepath.IsLocal(name) {
+		path = fmt.Sprintf("%q beneath %s", name, d.path) // Join would hide the escape
+	}
 	how := unix.OpenHow{
 		Flags:   unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_NOCTTY | unix.O_NONBLOCK,
 		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
