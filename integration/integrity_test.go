@@ -158,7 +158,9 @@ func TestRootIntegritySpecialFiles(t *testing.T) {
 		{"symlink", func(t *testing.T, path string) { must(t, os.Symlink("/etc/shadow", path)) }, "is a symlink"},
 		{"fifo", func(t *testing.T, path string) { must(t, syscall.Mkfifo(path, 0o644)) }, "is a FIFO, not a regular file"},
 		{"device", func(t *testing.T, path string) { must(t, syscall.Mknod(path, syscall.S_IFCHR|0o644, 1<<8|5)) }, "is a character device, not a regular file"}, // /dev/zero
-		{"oversize", func(t *testing.T, path string) { must(t, os.WriteFile(path, bytes.Repeat([]byte("#"), 1<<20+1), 0o644)) }, "is 1048577 bytes, over the limit of 1048576 bytes"},
+		{"oversize", func(t *testing.T, path string) {
+			must(t, os.WriteFile(path, bytes.Repeat([]byte("#"), 1<<20+1), 0o644))
+		}, "is 1048577 bytes, over the limit of 1048576 bytes"},
 		{"directory", func(t *testing.T, path string) { must(t, os.Mkdir(path, 0o755)) }, "is a directory, not a regular file"},
 	}
 	for _, file := range []string{"module.toml", "config.toml"} {
