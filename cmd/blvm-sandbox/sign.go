@@ -43,7 +43,7 @@ changed) are dropped and named.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.key, "key", "", "private key file from `keys generate`")
 	fl.StringVar(&f.name, "name", "", "signer name (default: the key file's base name)")
-	fl.StringVar(&f.binary, "binary", "", "binary whose sha256 and size go into [binary] first")
+	fl.StringVar(&f.binary, "binary", "", "binary whose sha256 and size go into [binary] first (a regular file, not a symlink)")
 	fl.StringVar(&f.threshold, "threshold", "", `threshold hint written to [signatures] (default: keep, or "1-of-1")`)
 	return cmd
 }
