@@ -68,8 +68,8 @@ func wantBinary(m *manifest.Manifest) (string, int64, error) {
 // Seal copies the module's entry point into the store and returns the
 // entry's path. The entry point is opened once, beneath moduleDir, through
 // safefile (openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
-// RESOLVE_NO_MAGICLINKS, O_NONBLOCK, regular file only); its bytes are hashed while
-// they are copied from that one fd, and the copy is renamed to its digest
+// RESOLVE_NO_MAGICLINKS, O_NONBLOCK, regular file only); its bytes are
+// hashed while they are copied from that one fd, and the copy is renamed to its digest
 // only when digest and size match m.Binary. The source path is never opened
 // again.
 //
@@ -162,11 +162,12 @@ func hashFrom(src *os.File, size int64, want string, w io.Writer) error {
 	return nil
 }
 
-// CheckSource hashes the module's own entry point against the manifest
-// without touching the store: what `verify DIR` reports even when the store
-// already holds the entry, so the operator learns what is on disk. The
-// loader does not call it; it execs the sealed entry, whatever DIR holds.
-func (s *Store) CheckSource(moduleDir string, m *manifest.Manifest) error {
+// CheckSource hashes the module's own entry point against the manifest,
+// from one fd, without touching the store: what `verify DIR` reports even
+// when the store already holds the entry, so the operator learns what is on
+// disk. The loader does not call it; it execs the sealed entry, whatever
+// DIR holds.
+func CheckSource(moduleDir string, m *manifest.Manifest) error {
 	want, size, err := wantBinary(m)
 	if err != nil {
 		return err

@@ -81,8 +81,8 @@ func (r *Result) add(name string, err error, okDetail string) {
 //
 // Checks 1-4 read only the manifest. Nothing in the module dir is opened
 // unless they all pass, so an unsigned or refused manifest never gets
-// attacker bytes copied into the root-owned store. The Result lists every check that ran.
-// The error is the first failure's detail, which names its check
+// attacker bytes copied into the root-owned store. The Result lists every
+// check that ran. The error is the first failure's detail, which names its check
 // ("rollback: ...", "hash: ..."); the caller adds the module's name.
 // Verify does not raise the high-water mark: the runtime calls RecordLoaded
 // when it loads.
@@ -140,7 +140,7 @@ func Verify(moduleDir string, m *manifest.Manifest, cfg *nodeconfig.Config, opt 
 	store := &Store{Root: root}
 	path, reused, err := store.Seal(moduleDir, m)
 	if err == nil && reused && opt.CheckSource {
-		err = store.CheckSource(moduleDir, m)
+		err = CheckSource(moduleDir, m)
 	}
 	hashOK := ""
 	if err == nil {
