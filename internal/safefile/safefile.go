@@ -6,9 +6,10 @@
 //   - openat2 beneath a directory fd with RESOLVE_BENEATH |
 //     RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS: no symlink is followed at
 //     any component, and ".." or an absolute name cannot leave the directory;
-//   - O_NONBLOCK | O_NOCTTY, so a FIFO or a terminal planted there cannot
-//     hang or adopt the process;
-//   - fstat on that fd: a regular file, nothing else;
+//   - an O_PATH look first: anything but a regular file is refused without
+//     being opened, so no device driver's open runs and no FIFO blocks;
+//   - then O_RDONLY | O_NONBLOCK | O_NOCTTY, and fstat on that fd: the
+//     same inode, still a regular file;
 //   - for ReadFile, a size limit checked on the fd and again while reading,
 //     and the bytes read from that same fd.
 //
@@ -23,6 +24,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -31,12 +33,12 @@ import (
 // for the node config: far above any real one, far below what would hurt.
 const MaxTOML = 1 << 20
 
-// retries bounds openat2's EAGAIN (a rename racing RESOLVE_BENEATH) and
-// EINTR: a directory that keeps changing is refused, not waited on.
+// retries bounds openat2's EINTR and EAGAIN retries.
 const retries = 8
 
-// Error is a refused or failed open. Err is what it wraps: fs.ErrNotExist
-// for a missing file, so callers can treat absence as absence.
+// Error is a refused or failed open. Err is what it wraps: for a missing
+// file an errno that errors.Is matches to fs.ErrNotExist, so callers can
+// treat absence as absence.
 type Error struct {
 	Path   string // dir joined with name
 	Reason string // "is a FIFO, not a regular file", ...
@@ -57,7 +59,7 @@ type Dir struct {
 func OpenDir(path string) (*Dir, error) {
 	fd, err := unix.Open(path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, &Error{Path: path, Reason: "open directory: " + errnoText(err), Err: mapErrno(err)}
+		return nil, &Error{Path: path, Reason: "open directory: " + errnoText(err), Err: err}
 	}
 	return &Dir{fd: fd, path: path}, nil
 }
@@ -65,39 +67,65 @@ func OpenDir(path string) (*Dir, error) {
 // Close releases the directory fd.
 func (d *Dir) Close() error { return unix.Close(d.fd) }
 
-// Path is the directory as given to OpenDir.
-func (d *Dir) Path() string { return d.path }
-
 // Open opens name (relative, may have several components) beneath d as a
 // regular file and returns it with its fstat. The caller reads from the
 // returned file, never from the path again.
+//
+// What is there is looked at first through an O_PATH fd, which opens
+// nothing: a device is never opened at all (opening /dev/watchdog arms a
+// reboot), a FIFO's writer is never woken. The file opened for reading must
+// then be that same inode. Swapping a device in between would take
+// CAP_MKNOD at load time, which is root's already.
 func (d *Dir) Open(name string) (*os.File, fs.FileInfo, error) {
 	path := filepath.Join(d.path, name)
 	if !filepath.IsLocal(name) {
 		path = fmt.Sprintf("%q beneath %s", name, d.path) // Join would hide the escape
 	}
-	how := unix.OpenHow{
-		Flags:   unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_NOCTTY | unix.O_NONBLOCK,
-		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
-	}
-	fd, err := unix.Openat2(d.fd, name, &how)
-	for i := 0; i < retries && (errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN)); i++ {
-		fd, err = unix.Openat2(d.fd, name, &how)
-	}
+	pfd, err := d.openat2(name, unix.O_PATH)
 	if err != nil {
-		return nil, nil, d.openError(name, path, err)
+		return nil, nil, d.openError(path, err)
 	}
+	var pst unix.Stat_t
+	err = unix.Fstat(pfd, &pst)
+	unix.Close(pfd)
+	if err != nil {
+		return nil, nil, &Error{Path: path, Reason: "fstat: " + errnoText(err), Err: err}
+	}
+	if pst.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, nil, &Error{Path: path, Reason: "is " + kindOf(pst.Mode) + ", not a regular file", Err: errNotRegular}
+	}
+	fd, err := d.openat2(name, unix.O_RDONLY|unix.O_NOCTTY|unix.O_NONBLOCK)
+	if err != nil {
+		return nil, nil, d.openError(path, err)
+	}
+	// From here on, only the fd: the path may have changed already.
 	f := os.NewFile(uintptr(fd), path)
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
 		return nil, nil, &Error{Path: path, Reason: "fstat: " + err.Error(), Err: err}
 	}
-	if !fi.Mode().IsRegular() {
+	st, _ := fi.Sys().(*syscall.Stat_t)
+	if !fi.Mode().IsRegular() || st == nil || st.Dev != pst.Dev || st.Ino != pst.Ino {
 		f.Close()
-		return nil, nil, &Error{Path: path, Reason: "is " + kind(fi.Mode()) + ", not a regular file", Err: errNotRegular}
+		return nil, nil, &Error{Path: path, Reason: "was replaced while it was being opened", Err: errNotRegular}
 	}
 	return f, fi, nil
+}
+
+// openat2 opens name beneath d with flags, never following a symlink.
+// EINTR and EAGAIN (a rename racing RESOLVE_BENEATH) are retried a few
+// times: a directory that keeps changing is refused, not waited on.
+func (d *Dir) openat2(name string, flags uint64) (int, error) {
+	how := unix.OpenHow{
+		Flags:   flags | unix.O_NOFOLLOW | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+	}
+	fd, err := unix.Openat2(d.fd, name, &how)
+	for i := 0; i < retries && (errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN)); i++ {
+		fd, err = unix.Openat2(d.fd, name, &how)
+	}
+	return fd, err
 }
 
 // ReadFile opens name beneath d as Open does and reads it whole, refusing a
@@ -162,48 +190,20 @@ func tooBig(path, what string, limit int64) error {
 	return &Error{Path: path, Reason: fmt.Sprintf("%s, over the limit of %d bytes", what, limit), Err: errTooBig}
 }
 
-// openError explains a failed open. For errors other than the resolve
-// refusals it looks at what is there through an O_PATH fd (which opens
-// nothing), so a device on a nodev mount is called a device, not EACCES.
-func (d *Dir) openError(name, path string, err error) error {
-	dir := d.path
+// openError explains a failed openat2.
+func (d *Dir) openError(path string, err error) error {
 	reason := errnoText(err)
-	if !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ELOOP) && !errors.Is(err, unix.EXDEV) && !errors.Is(err, unix.ENOSYS) {
-		how := unix.OpenHow{
-			Flags:   unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC,
-			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
-		}
-		if fd, perr := unix.Openat2(d.fd, name, &how); perr == nil {
-			var st unix.Stat_t
-			serr := unix.Fstat(fd, &st)
-			unix.Close(fd)
-			if serr == nil && st.Mode&unix.S_IFMT != unix.S_IFREG {
-				return &Error{Path: path, Reason: "is " + kindOf(st.Mode) + ", not a regular file", Err: errNotRegular}
-			}
-		}
-	}
 	switch {
 	case errors.Is(err, unix.ELOOP):
 		reason = "is a symlink, or a path component is; symlinks are refused here"
 	case errors.Is(err, unix.EXDEV):
-		reason = "resolves outside " + dir
-	case errors.Is(err, unix.ENXIO):
-		reason = "is a socket or a device without a driver, not a regular file"
+		reason = "resolves outside " + d.path
 	case errors.Is(err, unix.ENOSYS):
 		reason = "openat2 is unavailable (Linux 5.6 or later is required to open it without following symlinks); refusing to fall back to a racy open"
 	case errors.Is(err, unix.EAGAIN):
 		reason = "the directory kept changing while it was opened"
 	}
-	return &Error{Path: path, Reason: reason, Err: mapErrno(err)}
-}
-
-// mapErrno turns ENOENT into fs.ErrNotExist (and so on) for errors.Is.
-func mapErrno(err error) error {
-	var errno unix.Errno
-	if errors.As(err, &errno) {
-		return errno // unix.Errno implements Is(fs.ErrNotExist) and friends
-	}
-	return err
+	return &Error{Path: path, Reason: reason, Err: err} // unix.ENOENT is fs.ErrNotExist
 }
 
 func errnoText(err error) string {
@@ -229,24 +229,8 @@ func kindOf(mode uint32) string {
 		return "a character device"
 	case unix.S_IFBLK:
 		return "a block device"
-	}
-	return fmt.Sprintf("a special file (mode %#o)", mode&unix.S_IFMT)
-}
-
-func kind(m fs.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "a directory"
-	case m&fs.ModeNamedPipe != 0:
-		return "a FIFO"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m&fs.ModeCharDevice != 0:
-		return "a character device"
-	case m&fs.ModeDevice != 0:
-		return "a block device"
-	case m&fs.ModeSymlink != 0:
+	case unix.S_IFLNK:
 		return "a symlink"
 	}
-	return "a special file (" + m.Type().String() + ")"
+	return fmt.Sprintf("a special file (mode %#o)", mode&unix.S_IFMT)
 }

@@ -144,3 +144,33 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// A special file is refused from an O_PATH look, without being opened: a
+// writer blocked on a FIFO is not woken (an open for reading would wake
+// it), just as a device's driver never sees an open.
+func TestSpecialFilesAreNotOpened(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "config.toml")
+	must(t, syscall.Mkfifo(fifo, 0o644))
+	woken := make(chan struct{})
+	go func() {
+		f, err := os.OpenFile(fifo, os.O_WRONLY, 0) // blocks until a reader opens
+		if err == nil {
+			f.Close()
+		}
+		close(woken)
+	}()
+	time.Sleep(50 * time.Millisecond) // let the writer block in open
+	if _, err := ReadFile(dir, "config.toml", MaxTOML); err == nil || !strings.Contains(err.Error(), "is a FIFO") {
+		t.Fatalf("ReadFile = %v", err)
+	}
+	select {
+	case <-woken:
+		t.Fatal("ReadFile opened the FIFO: its writer woke up")
+	case <-time.After(200 * time.Millisecond):
+	}
+	r, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0) // release the writer
+	must(t, err)
+	<-woken
+	r.Close()
+}
