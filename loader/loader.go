@@ -5,14 +5,12 @@
 package loader
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/blvm/blvm-sandbox/capabilities"
+	"github.com/blvm/blvm-sandbox/internal/safefile"
 	"github.com/blvm/blvm-sandbox/manifest"
 	"github.com/blvm/blvm-sandbox/nodeconfig"
 	"github.com/blvm/blvm-sandbox/policy"
@@ -20,7 +18,7 @@ import (
 )
 
 // ConfigFileName is the module's own config file in its directory.
-const ConfigFileName = "config.toml"
+const ConfigFileName = manifest.ConfigFileName
 
 // Options for Prepare. Root "" means the node config's [paths] root.
 type Options struct {
@@ -40,12 +38,24 @@ type Prepared struct {
 	Policy       *policy.Policy
 	Config       []byte   // the merged config, TOML
 	Warnings     []string // config keys the module's schema does not name
+	// ManifestSource is module.toml exactly as read and parsed; install
+	// writes these bytes, never a second read of the file.
+	ManifestSource []byte
 }
 
 // Prepare verifies the module in dir under cfg, resolves its capabilities,
 // compiles its policy and merges its config. Any refusal names the check.
+//
+// Every file is read from dir once, through safefile: module.toml here, the
+// shipped config.toml and the binary by verify. The config merged is the
+// bytes verify hashed against [config] (Result.Config), never a re-read.
 func Prepare(dir string, cfg *nodeconfig.Config, opt Options) (*Prepared, error) {
-	m, err := manifest.Parse(filepath.Join(dir, manifest.FileName))
+	path := filepath.Join(dir, manifest.FileName)
+	src, err := safefile.ReadFile(dir, manifest.FileName, safefile.MaxTOML)
+	if err != nil {
+		return nil, fmt.Errorf("read manifest: %w", err)
+	}
+	m, err := manifest.ParseBytes(path, src)
 	if err != nil {
 		return nil, err
 	}
@@ -67,16 +77,12 @@ func Prepare(dir string, cfg *nodeconfig.Config, opt Options) (*Prepared, error)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: compile policy: %w", m.Name, m.Version, err)
 	}
-	own, err := os.ReadFile(filepath.Join(dir, ConfigFileName))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%s: %w", m.Name, err)
-	}
-	merged, warnings, err := MergeConfig(filepath.Join(dir, ConfigFileName), own, m, cfg)
+	merged, warnings, err := MergeConfig(filepath.Join(dir, ConfigFileName), res.Config, m, cfg)
 	if err != nil {
 		return nil, err
 	}
 	return &Prepared{
 		Dir: dir, Manifest: m, Verified: res, Capabilities: set, Policy: p,
-		Config: merged, Warnings: warnings,
+		Config: merged, Warnings: warnings, ManifestSource: src,
 	}, nil
 }

@@ -44,7 +44,10 @@ func (d DirSource) Discover(ctx context.Context) ([]Candidate, error) {
 		}
 		dir := filepath.Join(d.Dir, e.Name())
 		path := filepath.Join(dir, manifest.FileName)
-		if _, err := os.Stat(path); err != nil {
+		// Lstat: whatever stands at module.toml (a symlink or a FIFO too)
+		// makes a candidate, and Parse's safefile read says why it is
+		// refused instead of hanging on it or following it.
+		if _, err := os.Lstat(path); err != nil {
 			continue // not a module folder
 		}
 		c := Candidate{Dir: dir}

@@ -16,9 +16,10 @@ import (
 )
 
 // Install verifies the module in src exactly as a load would, then copies it
-// into the modules dir as <modules_dir>/<name>: module.toml, its config.toml
-// when present, and the binary taken from the sealed store entry (the bytes
-// that were verified, not whatever src holds now). An installed module of
+// into the modules dir as <modules_dir>/<name>: the module.toml bytes that
+// were parsed, the config.toml bytes that matched [config], and the binary
+// taken from the sealed store entry (the bytes that were verified, not
+// whatever src holds now). An installed module of
 // the same name is replaced only by the same or a higher version, unless
 // allowDowngrade. The copy is assembled beside the target and renamed in, so
 // the modules dir never holds half a module.
@@ -45,34 +46,25 @@ func Install(src string, cfg *nodeconfig.Config, host policy.Host, allowDowngrad
 	}
 	defer os.RemoveAll(tmp)
 	os.Chmod(tmp, 0o755)
-	copies := []struct {
-		from, to string
-		mode     os.FileMode
-	}{
-		{filepath.Join(src, manifest.FileName), manifest.FileName, 0o644},
-		{prep.Verified.StorePath, m.EntryPoint, 0o755},
+	// Write what was verified, never a second read of src: module.toml as
+	// parsed, config.toml as hashed against [config], the binary from the
+	// sealed store entry.
+	write := func(name string, data []byte) error {
+		return writeNew(filepath.Join(tmp, name), data, 0o644)
 	}
-	if _, err := os.Stat(filepath.Join(src, loader.ConfigFileName)); err == nil {
-		copies = append(copies, struct {
-			from, to string
-			mode     os.FileMode
-		}{filepath.Join(src, loader.ConfigFileName), loader.ConfigFileName, 0o644})
+	err = write(manifest.FileName, prep.ManifestSource)
+	if err == nil && prep.Verified.Config != nil {
+		err = write(manifest.ConfigFileName, prep.Verified.Config)
 	}
-	for _, c := range copies {
-		if err := copyRegular(c.from, filepath.Join(tmp, c.to), c.mode); err != nil {
-			return nil, "", fmt.Errorf("install %s: %w", m.Name, err)
-		}
+	bin := filepath.Join(tmp, m.EntryPoint)
+	if err == nil {
+		err = os.MkdirAll(filepath.Dir(bin), 0o755)
 	}
-	// The manifest copied must be the one verified: re-read and compare the
-	// signed digest, so a module.toml swapped after Prepare is caught.
-	again, err := manifest.Parse(filepath.Join(tmp, manifest.FileName))
+	if err == nil {
+		err = copyRegular(prep.Verified.StorePath, bin, 0o755)
+	}
 	if err != nil {
 		return nil, "", fmt.Errorf("install %s: %w", m.Name, err)
-	}
-	a, errA := manifest.SigningDigest(m)
-	b, errB := manifest.SigningDigest(again)
-	if errA != nil || errB != nil || a != b {
-		return nil, "", fmt.Errorf("install %s: module.toml changed while it was being installed", m.Name)
 	}
 	old := dst + ".old"
 	os.RemoveAll(old)
@@ -85,6 +77,23 @@ func Install(src string, cfg *nodeconfig.Config, host policy.Host, allowDowngrad
 	}
 	os.RemoveAll(old)
 	return prep, dst, nil
+}
+
+// writeNew creates path (it must not exist) with data, durably.
+func writeNew(path string, data []byte, mode os.FileMode) error {
+	out, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := out.Write(data); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
 
 // copyRegular copies a regular file, refusing symlinks at the source.

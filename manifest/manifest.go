@@ -12,6 +12,10 @@ import "time"
 // FileName is the manifest's name inside a module directory.
 const FileName = "module.toml"
 
+// ConfigFileName is the module's shipped default config in its directory.
+// It is pinned by [config] in the signed view, or refused.
+const ConfigFileName = "config.toml"
+
 // Manifest is a parsed module.toml. Field names follow the seed's manifest.
 type Manifest struct {
 	Name        string `toml:"name" json:"name"`
@@ -33,6 +37,7 @@ type Manifest struct {
 	ConfigSchema map[string]string `toml:"config_schema" json:"config_schema,omitempty"`
 
 	Binary     *Binary     `toml:"binary" json:"binary,omitempty"`
+	Config     *Config     `toml:"config" json:"config,omitempty"`
 	Signatures *Signatures `toml:"signatures" json:"-"`
 	Payment    *Payment    `toml:"payment" json:"payment,omitempty"`
 
@@ -45,6 +50,14 @@ type Manifest struct {
 
 // Binary pins the module's executable by digest and size.
 type Binary struct {
+	Hash string `toml:"hash" json:"hash"` // "sha256:<64 hex>"
+	Size int64  `toml:"size" json:"size"`
+}
+
+// Config pins the shipped config.toml by digest and size, as Binary pins
+// the executable: the shipped defaults change what a module does (how a
+// voter votes), so they are signed like the code.
+type Config struct {
 	Hash string `toml:"hash" json:"hash"` // "sha256:<64 hex>"
 	Size int64  `toml:"size" json:"size"`
 }

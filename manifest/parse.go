@@ -3,7 +3,6 @@ package manifest
 import (
 	"fmt"
 	"maps"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/blvm/blvm-sandbox/internal/safefile"
 	"github.com/blvm/blvm-sandbox/internal/tomlfile"
 )
 
@@ -26,8 +26,11 @@ import (
 //     must never load a module from it.
 //
 // Problems name the file by its base name, e.g. "module.toml:14: ...".
+//
+// The file is read with safefile: a symlink, FIFO, device, directory or a
+// file over safefile.MaxTOML is refused, naming the file and the reason.
 func Parse(path string) (*Manifest, error) {
-	data, err := os.ReadFile(path)
+	data, err := safefile.ReadPath(path, safefile.MaxTOML)
 	if err != nil {
 		return nil, fmt.Errorf("read manifest: %w", err)
 	}
@@ -63,6 +66,7 @@ func ParseBytes(file string, data []byte) (*Manifest, error) {
 		"optional_dependencies": &m.OptionalDependencies,
 		"config_schema":         &m.ConfigSchema,
 		"binary":                &m.Binary,
+		"config":                &m.Config,
 		"signatures":            &m.Signatures,
 		"payment":               &m.Payment,
 	}
@@ -105,6 +109,7 @@ func ParseBytes(file string, data []byte) (*Manifest, error) {
 // knownKeys lists the keys allowed in each table, for "did you mean".
 var knownKeys = map[string][]string{
 	"binary":                 {"hash", "size"},
+	"config":                 {"hash", "size"},
 	"signatures":             {"threshold", "maintainers"},
 	"signatures.maintainers": {"name", "public_key", "signature"},
 	"payment":                {"required", "price_sats", "author_payment_code", "commons_payment_code", "payment_signature"},

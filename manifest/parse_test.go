@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -129,6 +130,29 @@ func TestParseFile(t *testing.T) {
 	}
 }
 
+// Parse reads through safefile: a module.toml that is not a small regular
+// file is refused with its path and why (the full table is in
+// internal/safefile; this proves Parse uses it).
+func TestParseRefusesSpecialFiles(t *testing.T) {
+	dir := t.TempDir()
+	real := filepath.Join(dir, "real.toml")
+	os.WriteFile(real, []byte(validTOML), 0o644)
+	link := filepath.Join(dir, "link", FileName)
+	os.Mkdir(filepath.Dir(link), 0o755)
+	os.Symlink(real, link)
+	fifo := filepath.Join(dir, "fifo", FileName)
+	os.Mkdir(filepath.Dir(fifo), 0o755)
+	syscall.Mkfifo(fifo, 0o644)
+	big := filepath.Join(dir, "big", FileName)
+	os.Mkdir(filepath.Dir(big), 0o755)
+	os.WriteFile(big, append([]byte(validTOML), make([]byte, 1<<20)...), 0o644)
+	for path, reason := range map[string]string{link: "symlink", fifo: "is a FIFO, not a regular file", big: "over the limit of 1048576 bytes"} {
+		if _, err := Parse(path); err == nil || !strings.Contains(err.Error(), path+": ") || !strings.Contains(err.Error(), reason) {
+			t.Errorf("Parse(%s) = %v, want %q", path, err, reason)
+		}
+	}
+}
+
 // TestParseProblems checks the exact message for each rule, replacing or
 // appending lines of validTOML.
 func TestParseProblems(t *testing.T) {
@@ -172,6 +196,10 @@ func TestParseProblems(t *testing.T) {
 		{"uppercase hash", strings.Replace(validTOML, "sha256:2c26", "sha256:2C26", 1), []string{`module.toml:10: binary.hash: "sha256:2C26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae": want "sha256:" and 64 lowercase hex digits`}},
 		{"zero size", strings.Replace(validTOML, "size = 3", "size = 0", 1), []string{`module.toml:11: binary.size: 0: want a size in bytes between 1 and 2^53-1`}},
 		{"huge size", strings.Replace(validTOML, "size = 3", "size = 9007199254740992", 1), []string{`module.toml:11: binary.size: 9007199254740992: want a size in bytes between 1 and 2^53-1`}},
+		{"config pinned", validTOML + "[config]\nhash = \"sha256:" + strings.Repeat("ab", 32) + "\"\nsize = 0\n", nil},
+		{"config bad hash", validTOML + "[config]\nhash = \"md5:x\"\nsize = 10\n", []string{`module.toml:13: config.hash: "md5:x": want "sha256:" and 64 lowercase hex digits`}},
+		{"config too big", validTOML + "[config]\nhash = \"sha256:" + strings.Repeat("ab", 32) + "\"\nsize = 1048577\n", []string{`module.toml:14: config.size: 1048577: want a size in bytes between 0 and 1048576`}},
+		{"config unknown key", validTOML + "[config]\nhash = \"sha256:" + strings.Repeat("ab", 32) + "\"\nsize = 1\npath = \"x\"\n", []string{`module.toml:15: config.path: unknown key (did you mean "hash"?)`}},
 		{"expires not a datetime", top(`expires = "2027-01-01"`), []string{`module.toml:6: expires: wrong type: want a datetime such as 2027-01-01T00:00:00Z`}},
 		{"offset expires", top("expires = 2027-01-01T00:00:00+02:00"), nil},
 		{"local expires", top("expires = 2027-01-01"), []string{`module.toml:6: expires: must be an offset datetime such as 2027-01-01T00:00:00Z, so it means the same instant everywhere`}},

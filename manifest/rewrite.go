@@ -14,8 +14,8 @@ import (
 // comments and layout survive `blvm-sandbox sign`. What is kept:
 //
 //   - every line outside the [signatures] table;
-//   - in [binary], every line but the hash and size lines, which are
-//     replaced whole (a comment on those two lines is lost);
+//   - in [binary] and [config], every line but the hash and size lines,
+//     which are replaced whole (a comment on those two lines is lost);
 //   - comment and blank lines just before the table after [signatures].
 //
 // Comments inside [signatures] are not kept: the table is regenerated. The
@@ -82,12 +82,23 @@ func joinLines(lines []string) []byte {
 // RewriteBinary returns src with [binary] hash and size set, adding the
 // table (before [signatures], or at the end) when it is missing.
 func RewriteBinary(src []byte, hash string, size int64) ([]byte, error) {
+	return rewritePin(src, "binary", hash, size)
+}
+
+// RewriteConfig returns src with [config] hash and size set, the same way.
+func RewriteConfig(src []byte, hash string, size int64) ([]byte, error) {
+	return rewritePin(src, "config", hash, size)
+}
+
+// rewritePin sets hash and size in table, adding the table before
+// [signatures], or at the end, when it is missing.
+func rewritePin(src []byte, table, hash string, size int64) ([]byte, error) {
 	lines := splitLines(src)
 	hashLine := "hash = " + strconv.Quote(hash)
 	sizeLine := fmt.Sprintf("size = %d", size)
-	r, ok := findTable(lines, "binary")
+	r, ok := findTable(lines, table)
 	if !ok {
-		block := []string{"[binary]", hashLine, sizeLine, ""}
+		block := []string{"[" + table + "]", hashLine, sizeLine, ""}
 		if sig, ok := findTable(lines, "signatures"); ok {
 			return joinLines(insert(lines, sig.start, block)), nil
 		}

@@ -76,3 +76,25 @@ func TestRewriteAddsMissingTables(t *testing.T) {
 		t.Fatalf("two [signatures] tables:\n%s", out2)
 	}
 }
+
+// sign pins config.toml beside the binary: [config] is added before
+// [signatures], then updated in place on the next signing.
+func TestRewriteConfig(t *testing.T) {
+	src := []byte("name = \"probe\"\nversion = \"1.0.0\"\nentry_point = \"probe\"\n\n[binary]\nhash = \"sha256:" + strings.Repeat("0f", 32) + "\"\nsize = 7\n\n[signatures]\nthreshold = \"1-of-1\"\nmaintainers = []\n")
+	h1, h2 := "sha256:"+strings.Repeat("1a", 32), "sha256:"+strings.Repeat("2b", 32)
+	out, err := RewriteConfig(src, h1, 11)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i, j := strings.Index(string(out), "[config]"), strings.Index(string(out), "[signatures]"); i < 0 || i > j {
+		t.Fatalf("[config] not added before [signatures]:\n%s", out)
+	}
+	out, err = RewriteConfig(out, h2, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := ParseBytes("module.toml", out)
+	if m == nil || m.Config == nil || m.Config.Hash != h2 || m.Config.Size != 0 || m.Binary.Size != 7 || strings.Count(string(out), "[config]") != 1 {
+		t.Fatalf("after two rewrites:\n%s", out)
+	}
+}

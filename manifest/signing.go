@@ -75,6 +75,9 @@ func (m *Manifest) strings() []string {
 	if m.Binary != nil {
 		s = append(s, m.Binary.Hash)
 	}
+	if m.Config != nil {
+		s = append(s, m.Config.Hash)
+	}
 	if p := m.Payment; p != nil {
 		s = append(s, p.AuthorPaymentCode, p.CommonsPaymentCode, p.PaymentSignature)
 	}

@@ -38,6 +38,10 @@ network = "Network name"
 hash = "sha256:0000000000000000000000000000000000000000000000000000000000000001"
 size = 4096
 
+[config]
+hash = "sha256:0000000000000000000000000000000000000000000000000000000000000002"
+size = 42
+
 [payment]
 required = true
 price_sats = 1000
@@ -61,6 +65,8 @@ entry_point = "bin/lightning-network"
 version = "1.2.3"
 name = "lightning-network"
 binary = { size = 4_096, hash = "sha256:0000000000000000000000000000000000000000000000000000000000000001" }
+config.size = 0x2a
+config.hash = "sha256:0000000000000000000000000000000000000000000000000000000000000002"
 dependencies = { "blvm-node" = ">=1.0.0" }
 optional_dependencies."blvm-mesh" = "^0.5"
 config_schema.network = "Network name"
@@ -145,6 +151,9 @@ func TestSigningViewCoversEveryValue(t *testing.T) {
 		{"binary.hash", func(m *Manifest) { m.Binary.Hash = strings.Replace(m.Binary.Hash, "01", "02", 1) }},
 		{"binary.size", func(m *Manifest) { m.Binary.Size++ }},
 		{"binary removed", func(m *Manifest) { m.Binary = nil }},
+		{"config.hash", func(m *Manifest) { m.Config.Hash = strings.Replace(m.Config.Hash, "02", "03", 1) }},
+		{"config.size", func(m *Manifest) { m.Config.Size++ }},
+		{"config removed", func(m *Manifest) { m.Config = nil }},
 		{"payment.required", func(m *Manifest) { m.Payment.Required = false }},
 		{"payment.price_sats", func(m *Manifest) { m.Payment.PriceSats = 1001 }},
 		{"payment.author_payment_code", func(m *Manifest) { m.Payment.AuthorPaymentCode = "PM8TJmallory" }},
@@ -316,4 +325,28 @@ capabilities = ["read_blockchain", "subscribe_events"]
 [binary]
 hash = "sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"
 size = 3
+
+[config]
+hash = "sha256:fcde2b2edba56bf408601fb721fe9b5c338d10ee429ea04fae5511b68fbf8fb9"
+size = 3
 `
+
+// [config] is omitted from the view when absent, so every manifest signed
+// before it existed keeps its view and its signatures: this is the digest
+// docs/signing.md published for the vector manifest without [config].
+func TestSigningViewWithoutConfigIsUnchanged(t *testing.T) {
+	m := mustParse(t, vectorManifest[:strings.Index(vectorManifest, "\n[config]")+1])
+	if m.Config != nil {
+		t.Fatal("the cut manifest still has [config]")
+	}
+	d, err := SigningDigest(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := hex.EncodeToString(d[:]); got != "990fbe4572ec35131a0c09f18a870246e041ade2383472257376298a31eac27d" {
+		t.Errorf("digest %s: a manifest without [config] changed its view", got)
+	}
+	if bytes.Contains(mustView(t, m), []byte(`"config"`)) {
+		t.Error(`view names "config" without a [config] table`)
+	}
+}

@@ -165,6 +165,9 @@ func (m *Manifest) validate(file string) Problems {
 			v.add("binary.size", "%d: want a size in bytes between 1 and 2^53-1", b.Size)
 		}
 	}
+	if c := m.Config; c != nil {
+		v.config(c)
+	}
 	if s := m.Signatures; s != nil {
 		v.signatures(s)
 	}

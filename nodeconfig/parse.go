@@ -3,7 +3,6 @@ package nodeconfig
 import (
 	"fmt"
 	"maps"
-	"os"
 	"path"
 	"path/filepath"
 	"slices"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/blvm/blvm-sandbox/internal/safefile"
 	"github.com/blvm/blvm-sandbox/internal/suggest"
 	"github.com/blvm/blvm-sandbox/internal/tomlfile"
 	"github.com/blvm/blvm-sandbox/manifest"
@@ -84,8 +84,12 @@ const (
 // manifest.Problems listing everything wrong, each as "FILE:LINE: FIELD:
 // message" with the file's base name; the Config is then nil, because a
 // half-understood operator config must never be used.
+//
+// The file is read through safefile: its directory as given, the file
+// itself a regular file (not a symlink, FIFO or device) of at most
+// safefile.MaxTOML bytes.
 func Parse(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := safefile.ReadPath(path, safefile.MaxTOML)
 	if err != nil {
 		return nil, fmt.Errorf("read node config: %w", err)
 	}

@@ -3,13 +3,16 @@ package verify
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
-	"os"
+	"io/fs"
+	"path/filepath"
 	"strings"
 
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 
+	"github.com/blvm/blvm-sandbox/internal/safefile"
 	"github.com/blvm/blvm-sandbox/manifest"
 )
 
@@ -24,7 +27,10 @@ type Signed struct {
 
 // SignSource signs the module.toml in src (read from path) as name. When
 // binaryPath is set, [binary] hash and size are filled from that file first.
-// The signer's entry is added or replaced by key; other signatures that no
+// The config.toml beside path, when there is one, is always pinned in
+// [config] (read through safefile, as the loader will read it): every file
+// the module ships is signed. A manifest that pins a config.toml which is
+// not there is refused rather than silently unpinned. The signer's entry is added or replaced by key; other signatures that no
 // longer verify over the new manifest are dropped and named. The rewrite is
 // text surgery, so the result is re-parsed and its signed digest compared
 // before it is returned. Problems in the input come back as
@@ -38,6 +44,10 @@ func SignSource(path string, src []byte, priv *secp256k1.PrivateKey, name, thres
 		if src, err = manifest.RewriteBinary(src, hash, size); err != nil {
 			return nil, err
 		}
+	}
+	src, err := pinConfig(path, src)
+	if err != nil {
+		return nil, err
 	}
 	m, err := parseIgnoringSignatures(path, src)
 	if err != nil {
@@ -98,11 +108,31 @@ func parseIgnoringSignatures(path string, src []byte) (*manifest.Manifest, error
 	return m, nil
 }
 
+// pinConfig sets [config] in src to the config.toml beside path.
+func pinConfig(path string, src []byte) ([]byte, error) {
+	dir := filepath.Dir(path)
+	data, err := safefile.ReadFile(dir, manifest.ConfigFileName, safefile.MaxTOML)
+	if errors.Is(err, fs.ErrNotExist) {
+		m, _ := manifest.ParseBytes(path, src)
+		if m != nil && m.Config != nil {
+			return nil, fmt.Errorf("sign: [config] pins %s, but %s is missing: restore it, or delete [config] if the module ships no config", m.Config.Hash, filepath.Join(dir, manifest.ConfigFileName))
+		}
+		return src, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sign: %w", err)
+	}
+	sum := sha256.Sum256(data)
+	return manifest.RewriteConfig(src, "sha256:"+hex.EncodeToString(sum[:]), int64(len(data)))
+}
+
 // HashFile returns the "sha256:<hex>" digest and size of the file at path,
-// as a maintainer pins them in [binary]. Loading never uses it: the store
-// hashes from the one descriptor it copies.
+// as a maintainer pins them in [binary]. It opens path through safefile, as
+// the store will open the entry point: a symlink, FIFO or device is
+// refused. Loading never uses it: the store hashes from the one descriptor
+// it copies.
 func HashFile(path string) (string, int64, error) {
-	f, err := os.Open(path)
+	f, _, err := safefile.OpenPath(path)
 	if err != nil {
 		return "", 0, err
 	}

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/blvm/blvm-sandbox/internal/lazyre"
+	"github.com/blvm/blvm-sandbox/internal/safefile"
 	"github.com/blvm/blvm-sandbox/manifest"
 )
 
@@ -65,10 +66,10 @@ func wantBinary(m *manifest.Manifest) (string, int64, error) {
 }
 
 // Seal copies the module's entry point into the store and returns the
-// entry's path. The entry point is opened once, beneath moduleDir, with no
-// symlink followed at any component (openat2 RESOLVE_BENEATH |
-// RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS); its bytes are hashed while
-// they are copied from that one fd, and the copy is renamed to its digest
+// entry's path. The entry point is opened once, beneath moduleDir, through
+// safefile (openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+// RESOLVE_NO_MAGICLINKS, O_NONBLOCK, regular file only); its bytes are
+// hashed while they are copied from that one fd, and the copy is renamed to its digest
 // only when digest and size match m.Binary. The source path is never opened
 // again.
 //
@@ -92,22 +93,11 @@ func (s *Store) Seal(moduleDir string, m *manifest.Manifest) (path string, reuse
 		return "", false, err
 	}
 
-	src, err := openEntryPoint(moduleDir, m.EntryPoint)
+	src, err := openSource(moduleDir, m.EntryPoint, size)
 	if err != nil {
 		return "", false, err
 	}
 	defer src.Close()
-	fi, err := src.Stat()
-	if err != nil {
-		return "", false, fmt.Errorf("entry point %q: fstat: %w", m.EntryPoint, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return "", false, fmt.Errorf("entry point %q: not a regular file (%s)", m.EntryPoint, fi.Mode().Type())
-	}
-	// Size first: cheap, and it names the problem better than a hash.
-	if fi.Size() != size {
-		return "", false, fmt.Errorf("size: binary is %d bytes, manifest says %d", fi.Size(), size)
-	}
 
 	tmp, err := os.CreateTemp(dir, ".seal-*") // O_EXCL, 0600
 	if err != nil {
@@ -119,18 +109,8 @@ func (s *Store) Seal(moduleDir string, m *manifest.Manifest) (path string, reuse
 			os.Remove(tmp.Name())
 		}
 	}()
-	h := sha256.New()
-	// Read at most size+1 bytes: a file growing under us is caught, and a
-	// hostile one cannot fill the disk.
-	n, err := io.CopyBuffer(io.MultiWriter(tmp, h), io.LimitReader(src, size+1), make([]byte, copyBuf))
-	if err != nil {
-		return "", false, fmt.Errorf("store: copy entry point %q: %w", m.EntryPoint, err)
-	}
-	if n != size {
-		return "", false, fmt.Errorf("size: binary is %d bytes (read), manifest says %d", n, size)
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != want {
-		return "", false, fmt.Errorf("hash: binary sha256:%s does not match manifest sha256:%s", got, want)
+	if err = hashFrom(src, size, want, tmp); err != nil {
+		return "", false, err
 	}
 	if err = sealFile(tmp); err != nil {
 		return "", false, err
@@ -149,34 +129,55 @@ func (s *Store) Seal(moduleDir string, m *manifest.Manifest) (path string, reuse
 	return path, false, nil
 }
 
-// openEntryPoint opens rel beneath dir without following any symlink.
-func openEntryPoint(dir, rel string) (*os.File, error) {
-	dfd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+// openSource opens the entry point beneath moduleDir through safefile
+// (openat2, no symlink at any component, regular file only) and checks its
+// size on the fd: cheap, and it names the problem better than a hash.
+func openSource(moduleDir, entryPoint string, size int64) (*os.File, error) {
+	src, fi, err := safefile.Open(moduleDir, entryPoint)
 	if err != nil {
-		return nil, fmt.Errorf("module dir %s: %w", dir, err)
+		return nil, fmt.Errorf("entry point: %w", err)
 	}
-	defer unix.Close(dfd)
-	how := unix.OpenHow{
-		// O_NONBLOCK: a FIFO planted as the entry point must not hang us;
-		// fstat then refuses it as not regular.
-		Flags:   unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_CLOEXEC | unix.O_NOCTTY | unix.O_NONBLOCK,
-		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+	if fi.Size() != size {
+		src.Close()
+		return nil, fmt.Errorf("size: binary is %d bytes, manifest says %d", fi.Size(), size)
 	}
-	fd, err := unix.Openat2(dfd, rel, &how)
-	for errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
-		fd, err = unix.Openat2(dfd, rel, &how)
+	return src, nil
+}
+
+// hashFrom reads src through SHA-256 into w (which may be io.Discard) and
+// compares with want. It reads at most size+1 bytes: a file growing under
+// us is caught, and a hostile one cannot fill the disk.
+func hashFrom(src *os.File, size int64, want string, w io.Writer) error {
+	h := sha256.New()
+	n, err := io.CopyBuffer(io.MultiWriter(w, h), io.LimitReader(src, size+1), make([]byte, copyBuf))
+	if err != nil {
+		return fmt.Errorf("hash: read %s: %w", src.Name(), err)
 	}
-	switch {
-	case err == nil:
-		return os.NewFile(uintptr(fd), filepath.Join(dir, rel)), nil
-	case errors.Is(err, unix.ENOSYS):
-		return nil, fmt.Errorf("entry point %q: openat2 is unavailable (Linux 5.6 or later is required to open it without following symlinks); refusing to fall back to a racy open", rel)
-	case errors.Is(err, unix.ELOOP):
-		return nil, fmt.Errorf("entry point %q: a path component is a symlink; symlinks are refused in a module dir", rel)
-	case errors.Is(err, unix.EXDEV):
-		return nil, fmt.Errorf("entry point %q: resolves outside the module dir %s", rel, dir)
+	if n != size {
+		return fmt.Errorf("size: binary is %d bytes (read), manifest says %d", n, size)
 	}
-	return nil, fmt.Errorf("entry point %q in %s: %w", rel, dir, err)
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		return fmt.Errorf("hash: binary sha256:%s does not match manifest sha256:%s", got, want)
+	}
+	return nil
+}
+
+// CheckSource hashes the module's own entry point against the manifest,
+// from one fd, without touching the store: what `verify DIR` reports even
+// when the store already holds the entry, so the operator learns what is on
+// disk. The loader does not call it; it execs the sealed entry, whatever
+// DIR holds.
+func CheckSource(moduleDir string, m *manifest.Manifest) error {
+	want, size, err := wantBinary(m)
+	if err != nil {
+		return err
+	}
+	src, err := openSource(moduleDir, m.EntryPoint, size)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	return hashFrom(src, size, want, io.Discard)
 }
 
 // sealFile makes the temp file durable, read-only and root-owned before it

@@ -10,6 +10,7 @@ package verify
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -24,11 +25,15 @@ type Options struct {
 	Root           string    // runtime root; "" means cfg.Paths.Root, then DefaultRoot
 	Now            time.Time // for expiry; zero means time.Now()
 	AllowDowngrade bool      // accept a version below the high-water mark (--allow-downgrade)
+	// CheckSource hashes the module dir's entry point even when the store
+	// already holds its entry, so the report says what is on disk. `verify
+	// DIR` sets it; a load does not need it (it execs the sealed entry).
+	CheckSource bool
 }
 
 // Check is one line of a verification report.
 type Check struct {
-	Name   string // "signature <name>", "threshold", "expiry", "node version", "rollback", "hash"
+	Name   string // "signature <name>", "threshold", "expiry", "node version", "rollback", "config", "hash"
 	OK     bool
 	Detail string
 }
@@ -40,9 +45,13 @@ type Result struct {
 	// StorePath is the sealed store entry to exec; "" unless every check
 	// passed.
 	StorePath string
-	// Reused is true when StorePath already existed and the module's file
-	// was not read.
+	// Reused is true when StorePath already existed, so the module's file
+	// was not copied (and not read at all unless Options.CheckSource).
 	Reused bool
+	// Config is the shipped config.toml exactly as the config check read
+	// and hashed it; nil when the module ships none. The loader merges
+	// these bytes and never reads the file again.
+	Config []byte
 }
 
 // OK reports whether every check passed and the binary is sealed. A
@@ -66,12 +75,14 @@ func (r *Result) add(name string, err error, okDetail string) {
 //  2. expiry (signed, so checked only once the signatures are trusted);
 //  3. node version: the manifest's "blvm-node" constraint vs cfg.Node.Version;
 //  4. rollback: the version against the high-water mark;
-//  5. hash: the entry point hashed from one fd while copied into the store.
+//  5. config: the shipped config.toml against [config], read once;
+//  6. hash: the entry point hashed from one fd while copied into the store
+//     (and, with Options.CheckSource, re-hashed when the entry exists).
 //
-// Checks 1-4 read only the manifest. The binary is not opened unless they
-// all pass, so an unsigned or refused manifest never gets attacker bytes
-// copied into the root-owned store. The Result lists every check that ran.
-// The error is the first failure's detail, which names its check
+// Checks 1-4 read only the manifest. Nothing in the module dir is opened
+// unless they all pass, so an unsigned or refused manifest never gets
+// attacker bytes copied into the root-owned store. The Result lists every
+// check that ran. The error is the first failure's detail, which names its check
 // ("rollback: ...", "hash: ..."); the caller adds the module's name.
 // Verify does not raise the high-water mark: the runtime calls RecordLoaded
 // when it loads.
@@ -113,23 +124,38 @@ func Verify(moduleDir string, m *manifest.Manifest, cfg *nodeconfig.Config, opt 
 	detail, err = checkRollback(root, m.Name, m.Version, allow)
 	res.add("rollback", err, detail)
 
+	if res.firstFailure() == nil {
+		data, detail, err := checkConfig(moduleDir, m)
+		res.add("config", err, detail)
+		res.Config = data
+	} else {
+		res.Checks = append(res.Checks, Check{Name: "config", Detail: "not checked: the module dir is not read until the manifest checks pass"})
+	}
 	if first := res.firstFailure(); first != nil {
-		res.Checks = append(res.Checks, Check{Name: "hash", Detail: "not checked: the binary is not read until the manifest checks pass"})
+		res.Checks = append(res.Checks, Check{Name: "hash", Detail: "not checked: the binary is not read until the checks above pass"})
+		res.Config = nil
 		return res, errors.New(first.Detail) // the detail names the check; callers add the module
-
 	}
 
 	store := &Store{Root: root}
 	path, reused, err := store.Seal(moduleDir, m)
+	if err == nil && reused && opt.CheckSource {
+		err = CheckSource(moduleDir, m)
+	}
 	hashOK := ""
 	if err == nil {
-		hashOK = fmt.Sprintf("%s, %d bytes, sealed at %s", m.Binary.Hash, m.Binary.Size, path)
-		if reused {
+		switch {
+		case !reused:
+			hashOK = fmt.Sprintf("%s, %d bytes, sealed at %s", m.Binary.Hash, m.Binary.Size, path)
+		case opt.CheckSource:
+			hashOK = fmt.Sprintf("%s, %d bytes, re-read from %s; already sealed at %s", m.Binary.Hash, m.Binary.Size, filepath.Join(moduleDir, m.EntryPoint), path)
+		default:
 			hashOK = fmt.Sprintf("%s, %d bytes, already sealed at %s", m.Binary.Hash, m.Binary.Size, path)
 		}
 	}
 	res.add("hash", err, hashOK)
 	if err != nil {
+		res.Config = nil
 		return res, err
 	}
 	res.StorePath, res.Reused = path, reused

@@ -23,6 +23,7 @@ func TestVerifyChecksInOrder(t *testing.T) {
 		{"expiry", true, "signatures valid until 2030-01-01T00:00:00Z"},
 		{"node version", true, `blvm-node 0.1.0 satisfies ">=0.1.0, <2.0.0"`},
 		{"rollback", true, "1.0.0: first load of example-module"},
+		{"config", true, "no config.toml shipped, none pinned"},
 		{"hash", true, f.m.Binary.Hash},
 	}
 	if len(res.Checks) != len(want) {
@@ -64,9 +65,11 @@ func TestVerifyRefusesBeforeReadingBinary(t *testing.T) {
 			if !strings.Contains(err.Error(), wants[name]) {
 				t.Errorf("error %q, want %q", err, wants[name])
 			}
-			last := res.Checks[len(res.Checks)-1]
-			if last.Name != "hash" || last.OK || !strings.HasPrefix(last.Detail, "not checked") {
-				t.Errorf("hash line %+v", last)
+			for i, name := range []string{"config", "hash"} {
+				c := res.Checks[len(res.Checks)-2+i]
+				if c.Name != name || c.OK || !strings.HasPrefix(c.Detail, "not checked") {
+					t.Errorf("%s line %+v", name, c)
+				}
 			}
 			assertNoEntries(t, f.root)
 		})

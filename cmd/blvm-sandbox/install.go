@@ -17,8 +17,9 @@ func newInstallCommand(stdout, stderr io.Writer) *cobra.Command {
 		Use:   "install --node-config FILE MODULE_DIR",
 		Short: "Verify a module, then copy it into the modules dir",
 		Long: `install runs every check a load runs (signatures against the pinned keys,
-the hash, capabilities, versions), then copies module.toml, config.toml and
-the verified binary into [paths] modules_dir/<name>. A running daemon picks it
+the hash, the config pin, capabilities, versions), then writes the module.toml
+and config.toml it verified and the sealed binary into [paths]
+modules_dir/<name>. A running daemon picks it
 up with 'blvm-sandbox load NAME'.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/blvm/blvm-sandbox/internal/safefile"
 	"github.com/blvm/blvm-sandbox/internal/termesc"
 	"github.com/blvm/blvm-sandbox/manifest"
 	"github.com/blvm/blvm-sandbox/verify"
@@ -29,10 +30,12 @@ func newSignCommand(stdout, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "sign --key FILE [--name NAME] [--binary PATH] MODULE_DIR",
 		Short: "Sign a module's manifest, optionally pinning its binary first",
-		Long: `sign fills [binary] hash and size from --binary when given, then adds or
-replaces this key's entry in [signatures]. module.toml is rewritten in place,
-keeping every comment outside [signatures]. Signatures that no longer verify
-over the new manifest (because --binary changed it) are dropped and named.`,
+		Long: `sign fills [binary] hash and size from --binary when given, and [config]
+hash and size from MODULE_DIR/config.toml when the module ships one, then
+adds or replaces this key's entry in [signatures]. module.toml is rewritten
+in place, keeping every comment outside [signatures]. Signatures that no
+longer verify over the new manifest (because the binary or the config
+changed) are dropped and named.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runSign(stdout, stderr, &f, args[0])
@@ -41,7 +44,7 @@ over the new manifest (because --binary changed it) are dropped and named.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.key, "key", "", "private key file from `keys generate`")
 	fl.StringVar(&f.name, "name", "", "signer name (default: the key file's base name)")
-	fl.StringVar(&f.binary, "binary", "", "binary whose sha256 and size go into [binary] first")
+	fl.StringVar(&f.binary, "binary", "", "binary whose sha256 and size go into [binary] first (a regular file, not a symlink)")
 	fl.StringVar(&f.threshold, "threshold", "", `threshold hint written to [signatures] (default: keep, or "1-of-1")`)
 	return cmd
 }
@@ -59,9 +62,9 @@ func runSign(stdout, stderr io.Writer, f *signFlags, dir string) error {
 		name = strings.TrimSuffix(filepath.Base(f.key), filepath.Ext(f.key))
 	}
 	path := filepath.Join(dir, manifest.FileName)
-	src, err := os.ReadFile(path)
+	src, err := safefile.ReadFile(dir, manifest.FileName, safefile.MaxTOML)
 	if err != nil {
-		return badInput(err)
+		return badInput(fmt.Errorf("sign: %w", err))
 	}
 	signed, err := verify.SignSource(path, src, priv, name, f.threshold, f.binary)
 	var problems manifest.Problems
@@ -76,6 +79,9 @@ func runSign(stdout, stderr io.Writer, f *signFlags, dir string) error {
 	}
 	if err := writeFileAtomic(path, signed.Source); err != nil {
 		return err
+	}
+	if c := signed.Manifest.Config; c != nil {
+		fmt.Fprintf(stdout, "pinned %s %s, %d bytes, in [config]\n", manifest.ConfigFileName, c.Hash, c.Size)
 	}
 	fmt.Fprintf(stdout, "signed %s %s as %s (%s); %d signature(s), threshold hint %s\n", signed.Manifest.Name,
 		signed.Manifest.Version, name, signed.PublicKey, len(signed.Manifest.Signatures.Maintainers), signed.Threshold)

@@ -30,8 +30,11 @@ func newVerifyCommand(stdout io.Writer) *cobra.Command {
 		Short: "Check a module against the operator's pinned keys; print one line per check",
 		Long: `verify runs every check a load runs: the manifest, each signature and
 whether it counts, the threshold, the capabilities against the operator's
-ceiling, version compatibility with the node, rollback, and the binary's
-hash (sealing it into the store). It exits 0 when all pass, 1 otherwise.`,
+ceiling, version compatibility with the node, rollback, the shipped
+config.toml against [config], and the binary's hash (sealing it into the
+store). The binary in MODULE_DIR is re-hashed even when the store already
+holds its entry, so the report says what is on disk. It exits 0 when all
+pass, 1 otherwise.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runVerify(stdout, &f, args[0])
@@ -90,7 +93,7 @@ func runVerify(out io.Writer, f *verifyFlags, dir string) error {
 		fmt.Fprintf(tw, "warn\tconfig\t%s\n", w)
 	}
 
-	res, err := verify.Verify(dir, m, cfg, verify.Options{Root: root, Now: time.Now(), AllowDowngrade: f.allowDowngrade})
+	res, err := verify.Verify(dir, m, cfg, verify.Options{Root: root, Now: time.Now(), AllowDowngrade: f.allowDowngrade, CheckSource: true})
 	if res != nil {
 		// A signature that does not count is reported but refuses nothing
 		// on its own: the threshold line decides.
