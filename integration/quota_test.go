@@ -400,8 +400,10 @@ func TestRootQuotaResizeInterrupted(t *testing.T) {
 	if _, err := os.Stat(s.Image + ".undo"); err == nil {
 		t.Error("undo file still there")
 	}
-	if fi, _ := os.Stat(s.Image); fi.Size() != 16<<20 || m.Limits.BytesLimit > 16<<20 {
-		t.Errorf("after roll-back: image %d bytes, limits %+v; want 16 MiB", fi.Size(), m.Limits)
+	// Rolled back to 16 MiB, so there was nothing left to resize; without
+	// the roll-back Attach would shrink the 48 MiB filesystem itself.
+	if fi, _ := os.Stat(s.Image); fi.Size() != 16<<20 || m.Limits.BytesLimit > 16<<20 || m.Resized {
+		t.Errorf("after roll-back: image %d bytes, resized %v, limits %+v; want 16 MiB, not resized", fi.Size(), m.Resized, m.Limits)
 	}
 	if got := fileSum(t, filepath.Join(db, "fill")); got != sum {
 		t.Error("data changed across the roll-back")
@@ -549,12 +551,18 @@ func BenchmarkRootQuotaAttach(b *testing.B) {
 	}
 	defer quota.Recover(filepath.Join(root, "images"))
 	s := quotaSpec(root, "bench", 1<<30, 1_000_000)
-	run := func(b *testing.B, before, after func(*quota.Mount)) {
+	detach := func(m *quota.Mount) {
+		if err := qb.Detach(m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// run times Attach(spec) alone, with before and after untimed.
+	run := func(b *testing.B, spec quota.Spec, before func(), after func(*quota.Mount)) {
 		for i := 0; i < b.N; i++ {
 			b.StopTimer()
-			before(nil)
+			before()
 			b.StartTimer()
-			m, err := qb.Attach(s)
+			m, err := qb.Attach(spec)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -563,24 +571,37 @@ func BenchmarkRootQuotaAttach(b *testing.B) {
 			b.StartTimer()
 		}
 	}
-	detach := func(m *quota.Mount) {
-		if err := qb.Detach(m); err != nil {
-			b.Fatal(err)
-		}
-	}
+	nothing := func() {}
 	b.Run("fresh", func(b *testing.B) {
-		run(b, func(*quota.Mount) { qb.Remove(s) }, detach)
+		run(b, s, func() { qb.Remove(s) }, detach)
 	})
 	b.Run("existing", func(b *testing.B) {
-		run(b, func(*quota.Mount) {}, detach)
+		run(b, s, nothing, detach)
 	})
 	b.Run("mounted", func(b *testing.B) {
 		m, err := qb.Attach(s)
 		if err != nil {
 			b.Fatal(err)
 		}
-		run(b, func(*quota.Mount) {}, func(*quota.Mount) {})
+		run(b, s, nothing, func(*quota.Mount) {})
 		detach(m)
+	})
+	b.Run("grow-1GiB-to-2GiB", func(b *testing.B) {
+		big := s
+		big.Bytes = 2 << 30
+		run(b, big, func() {
+			qb.Remove(s)
+			m, err := qb.Attach(s)
+			if err != nil {
+				b.Fatal(err)
+			}
+			detach(m)
+		}, func(m *quota.Mount) {
+			if !m.Resized {
+				b.Fatal("not resized")
+			}
+			detach(m)
+		})
 	})
 	b.Run("detach", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
