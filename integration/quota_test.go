@@ -539,6 +539,75 @@ func TestRootQuotaDetachAndPurge(t *testing.T) {
 	}
 }
 
+// TestRootQuotaRefusals: Attach refuses an image others could write, an
+// images dir others can reach, and a mountpoint that would hide files; each
+// refusal leaves nothing attached.
+func TestRootQuotaRefusals(t *testing.T) {
+	root, b := quotaRoot(t)
+	images := filepath.Join(root, "images")
+	s := quotaSpec(root, "refused", 16<<20, 2048)
+	m, err := b.Attach(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Detach(m); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name        string
+		break_, fix func() error
+		want        string
+	}{
+		{"image mode 0644", func() error { return os.Chmod(s.Image, 0o644) }, func() error { return os.Chmod(s.Image, 0o600) }, "mode 0644; want root's alone"},
+		{"image owned by the module", func() error { return os.Chown(s.Image, moduleUID, 0) }, func() error { return os.Chown(s.Image, 0, 0) }, "uid 1900000000"},
+		{"images dir 0755", func() error { return os.Chmod(images, 0o755) }, func() error { return os.Chmod(images, 0o700) }, "images dir: " + images + " is uid 0 mode 0755"},
+		{"files under the mountpoint", func() error { return os.WriteFile(filepath.Join(s.Mountpoint, "old.db"), nil, 0o600) },
+			func() error { return os.Remove(filepath.Join(s.Mountpoint, "old.db")) }, `not empty (it holds "old.db")`},
+	} {
+		if err := tc.break_(); err != nil {
+			t.Fatal(err)
+		}
+		_, err := b.Attach(s)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "module refused") {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+		if left, _ := quota.Leftovers(images); len(left) > 0 {
+			t.Errorf("%s: refusal left %v", tc.name, left)
+		}
+		if err := tc.fix(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m, err = b.Attach(s); err != nil {
+		t.Fatalf("after the fixes: %v", err)
+	}
+	if err := b.Detach(m); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRootQuotaProbe: the real probe on this machine's filesystem names the
+// backend and, for the image backend, why project quotas are out.
+func TestRootQuotaProbe(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	f, err := quota.ProbeKernel(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := quota.Choose(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s: %+v: %s", dir, f, c)
+	if !f.LoopControl || !f.Ext4 || f.Mkfs == "" {
+		t.Errorf("facts %+v: this machine has the loop driver, ext4 and e2fsprogs", f)
+	}
+	if !f.ProjectQuota && (c.Kind != quota.KindImage || f.NoProject == "") {
+		t.Errorf("without project quotas: chose %s, reason %q", c, f.NoProject)
+	}
+}
+
 // BenchmarkRootQuotaAttach: the quota's cost per module start, for the
 // default 1 GiB, 1,000,000-inode quota.
 func BenchmarkRootQuotaAttach(b *testing.B) {

@@ -47,6 +47,9 @@ func (b *imageBackend) Attach(s Spec) (*Mount, error) {
 		return nil, fmt.Errorf("module %s: quota image dir: %w", s.Name, err)
 	}
 	s.Image = filepath.Join(dir, filepath.Base(s.Image))
+	if err := rootOnly(dir); err != nil {
+		return nil, fmt.Errorf("module %s: quota images dir: %w", s.Name, err)
+	}
 
 	cur, err := mountAt(s.Mountpoint)
 	if err != nil {
@@ -245,9 +248,16 @@ func (b *imageBackend) openImage(s Spec) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("module %s: open quota image: %w", s.Name, err)
 	}
-	st, err := f.Stat()
-	if err == nil && !st.Mode().IsRegular() {
-		err = fmt.Errorf("%s is a %s, not a regular file", s.Image, st.Mode().Type())
+	var st unix.Stat_t
+	err = unix.Fstat(int(f.Fd()), &st)
+	switch {
+	case err != nil:
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		err = fmt.Errorf("%s is not a regular file (mode %#o)", s.Image, st.Mode)
+	case st.Uid != 0 || st.Mode&0o077 != 0:
+		// Whoever can write the raw image can feed the kernel a crafted
+		// filesystem.
+		err = fmt.Errorf("%s is uid %d mode %04o; want root's alone (0600)", s.Image, st.Uid, st.Mode&0o7777)
 	}
 	if err != nil {
 		f.Close()
@@ -325,7 +335,7 @@ func (b *imageBackend) Remove(s Spec) error {
 	if len(loops) > 0 {
 		return fmt.Errorf("module %s: image %s is still attached to %s; detach it first", s.Name, s.Image, loops[0].Path)
 	}
-	for _, p := range []string{s.Image, s.Image + ".new"} {
+	for _, p := range []string{s.Image, s.Image + ".new", s.Image + ".undo"} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("module %s: remove quota image: %w", s.Name, err)
 		}
@@ -415,6 +425,19 @@ func growFile(f *os.File, size int64) error {
 		return err
 	}
 	return f.Sync()
+}
+
+// rootOnly refuses a directory others can reach: the images in it must be
+// writable by root alone.
+func rootOnly(dir string) error {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return err
+	}
+	if st.Uid != 0 || st.Mode&0o077 != 0 {
+		return fmt.Errorf("%s is uid %d mode %04o; want root's alone (0700)", dir, st.Uid, st.Mode&0o7777)
+	}
+	return nil
 }
 
 func syncDir(dir string) error {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -66,13 +67,20 @@ func kernelHasFS(name string) bool {
 }
 
 // findMkfs finds mkfs.ext4 on PATH or in the sbin dirs, which a daemon's
-// PATH often lacks.
+// PATH often lacks, with the other e2fsprogs tools the image backend runs
+// beside it.
 func findMkfs() string {
+	candidates := []string{"/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"}
 	if p, err := exec.LookPath("mkfs.ext4"); err == nil {
-		return p
+		candidates = append([]string{p}, candidates...)
 	}
-	for _, p := range []string{"/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"} {
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+	for _, p := range candidates {
+		ok := true
+		for _, tool := range []string{"mkfs.ext4", "e2fsck", "resize2fs", "e2undo"} {
+			fi, err := os.Stat(filepath.Join(filepath.Dir(p), tool))
+			ok = ok && err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
+		}
+		if ok {
 			return p
 		}
 	}

@@ -124,7 +124,7 @@ type Facts struct {
 	NoProject    string // why not, when ProjectQuota is false
 	LoopControl  bool   // /dev/loop-control is there
 	Ext4         bool   // the kernel mounts ext4 (/proc/filesystems)
-	Mkfs         string // path of mkfs.ext4, "" when missing
+	Mkfs         string // mkfs.ext4, with e2fsck, resize2fs and e2undo beside it; "" when missing
 }
 
 // Prober reports Facts for a directory. ProbeKernel is the real one; tests
@@ -153,7 +153,7 @@ func Choose(f Facts) (Choice, error) {
 		missing = append(missing, "the kernel has no ext4")
 	}
 	if f.Mkfs == "" {
-		missing = append(missing, "no mkfs.ext4 (install e2fsprogs)")
+		missing = append(missing, "no mkfs.ext4, e2fsck, resize2fs and e2undo in one dir (install e2fsprogs)")
 	}
 	if len(missing) > 0 {
 		return Choice{}, fmt.Errorf("no storage quota backend for %s: project quotas: %s; image: %s",
