@@ -59,29 +59,23 @@ func (b *imageBackend) Attach(s Spec) (*Mount, error) {
 	if err != nil {
 		return nil, fmt.Errorf("module %s: list loop devices: %w", s.Name, err)
 	}
-	var dev string
 	if cur != nil {
 		// Mounted already (a restart within one runtime): it must be ours.
-		dev = loopFor(loops, cur)
+		dev := loopFor(loops, cur)
 		if dev == "" {
 			return nil, fmt.Errorf("module %s: %s already has %s (%s) mounted on it, not the image %s",
 				s.Name, s.Mountpoint, cur.Source, cur.FSType, s.Image)
 		}
-	} else {
-		if len(loops) > 0 {
-			return nil, fmt.Errorf("module %s: image %s is already attached to %s but not mounted on %s; recover the runtime root first",
-				s.Name, s.Image, loops[0].Path, s.Mountpoint)
-		}
-		if err := emptyDir(s.Mountpoint); err != nil {
-			return nil, fmt.Errorf("module %s: %w", s.Name, err)
-		}
+		return b.attached(s, dev)
+	}
+	if len(loops) > 0 {
+		return nil, fmt.Errorf("module %s: image %s is already attached to %s but not mounted on %s; recover the runtime root first",
+			s.Name, s.Image, loops[0].Path, s.Mountpoint)
+	}
+	if err := emptyDir(s.Mountpoint); err != nil {
+		return nil, fmt.Errorf("module %s: %w", s.Name, err)
 	}
 
-	if cur != nil {
-		// A restart within one runtime: the filesystem fills the file, and
-		// a new size waits for the next Attach that mounts it.
-		return b.attached(s, cur, dev)
-	}
 	img, err := b.openImage(s)
 	if err != nil {
 		return nil, err
@@ -106,8 +100,7 @@ func (b *imageBackend) Attach(s Spec) (*Mount, error) {
 			return nil, err
 		}
 	}
-	var fd int
-	dev, fd, err = attachLoop(img)
+	dev, fd, err := attachLoop(img)
 	if err != nil {
 		return nil, fmt.Errorf("module %s: %w", s.Name, err)
 	}
@@ -123,8 +116,10 @@ func (b *imageBackend) Attach(s Spec) (*Mount, error) {
 	return m, nil
 }
 
-// attached is Attach for an image already mounted on s.Mountpoint.
-func (b *imageBackend) attached(s Spec, cur *mountinfo.Info, dev string) (*Mount, error) {
+// attached is Attach for an image already mounted on s.Mountpoint from
+// dev: the filesystem fills the file, and a new size waits for the next
+// Attach that mounts it.
+func (b *imageBackend) attached(s Spec, dev string) (*Mount, error) {
 	st, err := os.Stat(s.Image)
 	if err != nil {
 		return nil, fmt.Errorf("module %s: quota image: %w", s.Name, err)

@@ -263,3 +263,23 @@ func TestEmptyDir(t *testing.T) {
 		t.Errorf("file: %v", err)
 	}
 }
+
+func TestRecoverWithoutImages(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "images")
+	if err := Recover(missing); err != nil {
+		t.Errorf("recover of a root without images: %v", err)
+	}
+	if left, err := Leftovers(missing); err != nil || len(left) != 0 {
+		t.Errorf("leftovers of a root without images: %v, %v", left, err)
+	}
+}
+
+func TestStat(t *testing.T) {
+	u, err := Stat(t.TempDir())
+	if err != nil || u.BytesLimit == 0 || u.BytesUsed > u.BytesLimit || u.InodesUsed > u.InodesLimit {
+		t.Errorf("Stat: %+v, %v", u, err)
+	}
+	if _, err := Stat("/nonexistent/blvm"); err == nil || !strings.Contains(err.Error(), "statfs /nonexistent/blvm") {
+		t.Errorf("Stat of a missing path: %v", err)
+	}
+}

@@ -3,6 +3,7 @@ package quota
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -58,6 +59,9 @@ func Leftovers(images string) ([]string, error) {
 // of them, deepest mountpoint first.
 func leftovers(images string) ([]*mountinfo.Info, []loopDevice, error) {
 	dir, err := filepath.EvalSymlinks(images)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, nil // a root that never had an image
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("quota images dir: %w", err)
 	}
