@@ -20,8 +20,8 @@
 // What the limits mean on the image backend, honestly:
 //   - Bytes is the image's size. ext4 keeps its own metadata (journal, inode
 //     tables, bitmaps: 10% at 1 GiB, 27% at the 16 MiB minimum, 3% at
-//     10 GiB) inside it, so the module can store
-//     somewhat less than Bytes; Stat reports the effective limit.
+//     10 GiB) inside it, so the module can store somewhat less than Bytes;
+//     Stat reports the effective limit.
 //   - ext4 fixes the inode count per block group at mkfs time. The image gets
 //     at least min(Inodes, Bytes/4096) inodes (one per 4 KiB block at most:
 //     a module cannot fill more inodes than blocks with data, and every inode
