@@ -1,0 +1,158 @@
+package quota
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Flags of struct loop_info64 (linux/loop.h); x/sys/unix does not name them.
+const (
+	loFlagsAutoclear = 4
+	loFlagsDirectIO  = 16
+)
+
+const sysBlock = "/sys/block"
+
+// loopDevice is a bound loop device as sysfs shows it.
+type loopDevice struct {
+	Path    string // /dev/loopN
+	Dev     uint64 // device number
+	Backing string // backing file's path, without " (deleted)"
+}
+
+// attachLoop binds a free loop device to img with autoclear, so that the
+// device goes away by itself when its last user (the mount) lets go. The
+// caller must mount it before closing the returned fd.
+func attachLoop(img *os.File) (dev string, fd int, err error) {
+	ctl, err := unix.Open("/dev/loop-control", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", -1, fmt.Errorf("open /dev/loop-control: %w", err)
+	}
+	defer unix.Close(ctl)
+	for attempt := 0; attempt < 16; attempt++ {
+		n, err := unix.IoctlRetInt(ctl, unix.LOOP_CTL_GET_FREE)
+		if err != nil {
+			return "", -1, fmt.Errorf("LOOP_CTL_GET_FREE: %w", err)
+		}
+		dev = "/dev/loop" + strconv.Itoa(n)
+		fd, err = unix.Open(dev, unix.O_RDWR|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return "", -1, fmt.Errorf("open %s: %w", dev, err)
+		}
+		cfg := unix.LoopConfig{Fd: uint32(img.Fd())}
+		// Direct I/O: without it the image's pages are cached twice, once
+		// by the module's ext4 and once as the host's image file.
+		cfg.Info.Flags = loFlagsAutoclear | loFlagsDirectIO
+		copy(cfg.Info.File_name[:], img.Name())
+		err = unix.IoctlLoopConfigure(fd, &cfg)
+		if errors.Is(err, unix.EINVAL) {
+			cfg.Info.Flags = loFlagsAutoclear
+			err = unix.IoctlLoopConfigure(fd, &cfg)
+		}
+		if err == nil {
+			return dev, fd, nil
+		}
+		unix.Close(fd)
+		if !errors.Is(err, unix.EBUSY) {
+			return "", -1, fmt.Errorf("LOOP_CONFIGURE %s with %s: %w", dev, img.Name(), err)
+		}
+		// Another process took the free device between the two calls.
+	}
+	return "", -1, fmt.Errorf("LOOP_CONFIGURE with %s: every free loop device was taken first", img.Name())
+}
+
+// loopDevices lists the bound loop devices.
+func loopDevices() ([]loopDevice, error) {
+	entries, err := os.ReadDir(sysBlock)
+	if err != nil {
+		return nil, err
+	}
+	var out []loopDevice
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasPrefix(name, "loop") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(sysBlock, name, "loop", "backing_file"))
+		if err != nil {
+			continue // unbound (no loop/ dir) or unbound meanwhile
+		}
+		d, err := os.ReadFile(filepath.Join(sysBlock, name, "dev"))
+		if err != nil {
+			continue
+		}
+		dev, err := parseDevNum(strings.TrimSpace(string(d)))
+		if err != nil {
+			return nil, fmt.Errorf("%s/%s/dev: %w", sysBlock, name, err)
+		}
+		backing := strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)")
+		out = append(out, loopDevice{Path: "/dev/" + name, Dev: dev, Backing: backing})
+	}
+	return out, nil
+}
+
+// parseDevNum parses sysfs's "major:minor".
+func parseDevNum(s string) (uint64, error) {
+	maj, min, ok := strings.Cut(s, ":")
+	if !ok {
+		return 0, fmt.Errorf("%q: want major:minor", s)
+	}
+	a, err1 := strconv.ParseUint(maj, 10, 32)
+	b, err2 := strconv.ParseUint(min, 10, 32)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("%q: want major:minor", s)
+	}
+	return unix.Mkdev(uint32(a), uint32(b)), nil
+}
+
+// loopsBacking returns the bound loop devices whose backing file is path.
+func loopsBacking(path string) ([]loopDevice, error) {
+	all, err := loopDevices()
+	if err != nil {
+		return nil, err
+	}
+	var out []loopDevice
+	for _, l := range all {
+		if l.Backing == path {
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}
+
+// clearLoop unbinds a loop device nobody uses, and waits until sysfs shows
+// it unbound. A device still in use gets autoclear instead (the kernel
+// unbinds it when its last user closes) and an error.
+func clearLoop(l loopDevice) error {
+	fd, err := unix.Open(l.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err == nil {
+		err = unix.IoctlSetInt(fd, unix.LOOP_CLR_FD, 0)
+		unix.Close(fd)
+	}
+	if err != nil && !errors.Is(err, unix.ENXIO) {
+		return fmt.Errorf("LOOP_CLR_FD %s (backing %s): %w", l.Path, l.Backing, err)
+	}
+	return waitUnbound(l)
+}
+
+// waitUnbound waits for the kernel to finish unbinding l, which it does
+// when the last user closes the device (autoclear).
+func waitUnbound(l loopDevice) error {
+	name := filepath.Base(l.Path)
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		b, err := os.ReadFile(filepath.Join(sysBlock, name, "loop", "backing_file"))
+		if err != nil || strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)") != l.Backing {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s still bound to %s after 3s: something still holds it open", l.Path, l.Backing)
+		}
+	}
+}
