@@ -100,6 +100,13 @@ type ModuleInfo struct {
 	PidsLimit         uint64 `json:"pids_limit"`
 	OOMKills          uint64 `json:"oom_kills"`
 
+	// disk quota on /data, from statfs on its mount (the limits that hold,
+	// not the requested ones); zero while the module is not loaded.
+	DiskBytes       uint64 `json:"disk_bytes"`
+	DiskBytesLimit  uint64 `json:"disk_bytes_limit"`
+	DiskInodes      uint64 `json:"disk_inodes"`
+	DiskInodesLimit uint64 `json:"disk_inodes_limit"`
+
 	// hub figures
 	HubRequests     uint64 `json:"hub_requests"`
 	HubDenied       uint64 `json:"hub_denied"`
@@ -108,6 +115,8 @@ type ModuleInfo struct {
 	EventsDelivered uint64 `json:"events_delivered"`
 	EventsDropped   uint64 `json:"events_dropped"`
 	BadFrames       uint64 `json:"bad_frames"`
+	PeerRefused     uint64 `json:"peer_refused"`   // connections from another uid, closed at accept
+	LogSuppressed   uint64 `json:"log_suppressed"` // log lines over the module's budget
 }
 
 // Event kinds.

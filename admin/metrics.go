@@ -52,6 +52,12 @@ func newCollector(m Manager) *collector {
 			counter("blvm_hub_events_delivered_total", "Events the hub delivered to the module.", func(mi ModuleInfo) float64 { return float64(mi.EventsDelivered) }),
 			counter("blvm_hub_events_dropped_total", "Events dropped because the module's queue was full.", func(mi ModuleInfo) float64 { return float64(mi.EventsDropped) }),
 			counter("blvm_hub_bad_frames_total", "Malformed or oversized frames from the module.", func(mi ModuleInfo) float64 { return float64(mi.BadFrames) }),
+			counter("blvm_hub_peer_refused_total", "Connections to the module's socket from another uid, closed at accept.", func(mi ModuleInfo) float64 { return float64(mi.PeerRefused) }),
+			counter("blvm_hub_log_suppressed_total", "Log lines about the module suppressed over its log budget.", func(mi ModuleInfo) float64 { return float64(mi.LogSuppressed) }),
+			gauge("blvm_module_disk_bytes", "Bytes used on the module's /data quota (statfs).", func(mi ModuleInfo) float64 { return float64(mi.DiskBytes) }),
+			gauge("blvm_module_disk_bytes_limit", "The byte limit that holds on the module's /data (0: not loaded).", func(mi ModuleInfo) float64 { return float64(mi.DiskBytesLimit) }),
+			gauge("blvm_module_disk_inodes", "Inodes used on the module's /data quota.", func(mi ModuleInfo) float64 { return float64(mi.DiskInodes) }),
+			gauge("blvm_module_disk_inodes_limit", "The inode limit that holds on the module's /data (0: not loaded).", func(mi ModuleInfo) float64 { return float64(mi.DiskInodesLimit) }),
 		},
 	}
 }

@@ -30,6 +30,7 @@ func twoModules() *fakeManager {
 			Name: "stratum-v2", Version: "1.2.0", State: StateRunning, StartedAt: started, Restarts: 2, LastExit: "exit 1",
 			Pid: 4242, MemoryBytes: 12 << 20, MemoryLimit: 256 << 20, CPUNanos: 1_500_000_000, Pids: 3, PidsLimit: 64, OOMKills: 1,
 			HubRequests: 100, HubDenied: 7, HubRateLimited: 5, HubInvalid: 4, EventsDelivered: 50, EventsDropped: 3, BadFrames: 2,
+			PeerRefused: 6, LogSuppressed: 9, DiskBytes: 4096, DiskBytesLimit: 1 << 30, DiskInodes: 12, DiskInodesLimit: 262144,
 		},
 		ModuleInfo{Name: "merge-mining", Version: "0.3.1", State: StateStopped, Dependencies: []string{"stratum-v2"}},
 	)
@@ -528,6 +529,12 @@ func TestMetrics(t *testing.T) {
 		{"blvm_hub_events_delivered_total", []string{"module", s}, 50},
 		{"blvm_hub_events_dropped_total", []string{"module", s}, 3},
 		{"blvm_hub_bad_frames_total", []string{"module", s}, 2},
+		{"blvm_hub_peer_refused_total", []string{"module", s}, 6},
+		{"blvm_hub_log_suppressed_total", []string{"module", s}, 9},
+		{"blvm_module_disk_bytes", []string{"module", s}, 4096},
+		{"blvm_module_disk_bytes_limit", []string{"module", s}, 1 << 30},
+		{"blvm_module_disk_inodes", []string{"module", s}, 12},
+		{"blvm_module_disk_inodes_limit", []string{"module", s}, 262144},
 		{"blvm_hub_requests_total", []string{"module", "merge-mining"}, 0},
 	} {
 		got, ok := value(tt.name, tt.labels...)

@@ -75,7 +75,7 @@ func chainFixture(b *testing.B) (cfg *nodeconfig.Config) {
 func BenchmarkLoadChain100(b *testing.B) {
 	buildModule(b)
 	cfg := chainFixture(b)
-	host, err := runtime.DetectHost("/sys/fs/cgroup")
+	host, err := runtime.DetectHost("/sys/fs/cgroup", cfg.Paths.Root)
 	if err != nil {
 		b.Fatal(err)
 	}

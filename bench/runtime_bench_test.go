@@ -69,7 +69,7 @@ func newSupervisor(b *testing.B, restart runtime.RestartPolicy, onEvent func(run
 	}
 	os.Chmod(root, 0o711)
 	b.Cleanup(func() { os.RemoveAll(root) })
-	host, err := runtime.DetectHost("/sys/fs/cgroup")
+	host, err := runtime.DetectHost("/sys/fs/cgroup", root)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -260,7 +260,7 @@ func BenchmarkPeerBwrap(b *testing.B) {
 // ociBundle writes our own policy as an OCI bundle (same seccomp, mounts,
 // namespaces, limits, shim) for runc and crun, in the cgroup /<cgroup>.
 func ociBundle(b *testing.B, f *peerFixture, cgroup string) string {
-	host, _ := runtime.DetectHost("/sys/fs/cgroup")
+	host, _ := runtime.DetectHost("/sys/fs/cgroup", f.dir)
 	p := compileHostile(b, "peer", host)
 	l := runtime.Layout{Root: filepath.Join(f.dir, "root")}
 	rootfs, config, err := l.WriteBundle(p, []byte(sleepConfig), runtime.IDRange{Base: runtime.IDsBase, Count: runtime.IDsPerModule})

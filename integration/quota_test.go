@@ -25,8 +25,8 @@ import (
 // fails, "attach" attaches a quota and waits to be killed.
 const quotaChildEnv = "BLVM_QUOTA_CHILD"
 
-// moduleUID stands in for a module's host uid: no user of this machine.
-const moduleUID = 1_900_000_000
+// quotaUID stands in for a module's host uid: no user of this machine.
+const quotaUID = 1_900_000_000
 
 func init() {
 	mode := os.Getenv(quotaChildEnv)
@@ -141,8 +141,8 @@ func attachAsModule(t *testing.T, b quota.Backend, s quota.Spec) (*quota.Mount, 
 	}
 	db := filepath.Join(s.Mountpoint, "db")
 	for _, err := range []error{
-		os.Chown(s.Mountpoint, moduleUID, moduleUID), os.Chmod(s.Mountpoint, 0o700),
-		os.MkdirAll(db, 0o700), os.Chown(db, moduleUID, moduleUID),
+		os.Chown(s.Mountpoint, quotaUID, quotaUID), os.Chmod(s.Mountpoint, 0o700),
+		os.MkdirAll(db, 0o700), os.Chown(db, quotaUID, quotaUID),
 	} {
 		if err != nil {
 			t.Fatal(err)
@@ -157,7 +157,7 @@ func asModule(t *testing.T, mode, dir string, env ...string) (n int64, errName s
 	t.Helper()
 	cmd := exec.Command(moduleHelper(t))
 	cmd.Env = append([]string{quotaChildEnv + "=" + mode, "BLVM_QUOTA_DIR=" + dir}, env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: moduleUID, Gid: moduleUID}}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: quotaUID, Gid: quotaUID}}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s child: %v\n%s", mode, err, out)
@@ -216,7 +216,7 @@ func TestRootQuotaWritePastLimit(t *testing.T) {
 
 	n, e := asModule(t, "fill", dbA)
 	if e != "no space left on device" {
-		t.Fatalf("filling as uid %d: stopped by %q after %d bytes, want ENOSPC", moduleUID, e, n)
+		t.Fatalf("filling as uid %d: stopped by %q after %d bytes, want ENOSPC", quotaUID, e, n)
 	}
 	if n > size || n < int64(ma.Limits.BytesLimit)*9/10 {
 		t.Errorf("wrote %d bytes before ENOSPC; effective limit %d", n, ma.Limits.BytesLimit)
@@ -559,7 +559,7 @@ func TestRootQuotaRefusals(t *testing.T) {
 		want        string
 	}{
 		{"image mode 0644", func() error { return os.Chmod(s.Image, 0o644) }, func() error { return os.Chmod(s.Image, 0o600) }, "mode 0644; want root's alone"},
-		{"image owned by the module", func() error { return os.Chown(s.Image, moduleUID, 0) }, func() error { return os.Chown(s.Image, 0, 0) }, "uid 1900000000"},
+		{"image owned by the module", func() error { return os.Chown(s.Image, quotaUID, 0) }, func() error { return os.Chown(s.Image, 0, 0) }, "uid 1900000000"},
 		{"images dir 0755", func() error { return os.Chmod(images, 0o755) }, func() error { return os.Chmod(images, 0o700) }, "images dir: " + images + " is uid 0 mode 0755"},
 		{"files under the mountpoint", func() error { return os.WriteFile(filepath.Join(s.Mountpoint, "old.db"), nil, 0o600) },
 			func() error { return os.Remove(filepath.Join(s.Mountpoint, "old.db")) }, `not empty (it holds "old.db")`},

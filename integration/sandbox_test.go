@@ -59,7 +59,7 @@ func newSandbox(t *testing.T, restart runtime.RestartPolicy) *sandbox {
 	if err != nil {
 		t.Fatal(err)
 	}
-	host, err := runtime.DetectHost("/sys/fs/cgroup")
+	host, err := runtime.DetectHost("/sys/fs/cgroup", root)
 	if err != nil {
 		t.Fatal(err)
 	}

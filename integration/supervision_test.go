@@ -164,8 +164,9 @@ func TestRootStopCleansUp(t *testing.T) {
 		if last.Exit == nil || last.Exit.Signal != c.signal || (c.signal == 0 && last.Exit.Code != 2) {
 			t.Errorf("%s: ended with %v, want %v", c.attack, last.Exit, c.signal)
 		}
-		if _, err := os.Stat(l.Data(name)); err != nil {
-			t.Errorf("data dir removed: %v", err)
+		// The data stays in the module's quota image, unmounted.
+		if _, err := os.Stat(l.Image(name)); err != nil {
+			t.Errorf("data image removed: %v", err)
 		}
 		if _, err := os.Stat(l.Log(name)); err != nil {
 			t.Errorf("log removed: %v", err)
@@ -196,7 +197,7 @@ func init() {
 	if root == "" {
 		return
 	}
-	host, _ := runtime.DetectHost("/sys/fs/cgroup")
+	host, _ := runtime.DetectHost("/sys/fs/cgroup", root)
 	sup, err := runtime.NewSupervisor(runtime.Options{Root: root, Shim: os.Getenv("BLVM_IT_SHIM"), Host: host})
 	if err != nil {
 		fmt.Println("child:", err)
@@ -254,7 +255,7 @@ func TestRootRecoverAfterRuntimeKill(t *testing.T) {
 		t.Fatalf("before recovery: orphans %v, module pids %v", orphans, pids)
 	}
 
-	host, _ := runtime.DetectHost("/sys/fs/cgroup")
+	host, _ := runtime.DetectHost("/sys/fs/cgroup", root)
 	sup, err := runtime.NewSupervisor(runtime.Options{Root: root, Shim: shim, Host: host})
 	if err != nil {
 		t.Fatal(err)

@@ -535,9 +535,14 @@ func (m *Manager) Modules() []admin.ModuleInfo {
 			info.KernelMemoryBytes = s.KernelBytes
 			info.Pids, info.PidsLimit, info.OOMKills = s.Pids, s.PidsLimit, s.OOMKills
 		}
+		if d, err := m.sup.Disk(info.Name); err == nil {
+			info.DiskBytes, info.DiskBytesLimit = d.BytesUsed, d.BytesLimit
+			info.DiskInodes, info.DiskInodesLimit = d.InodesUsed, d.InodesLimit
+		}
 		hs := m.hub.Stats(info.Name)
 		info.HubRequests, info.HubDenied, info.HubRateLimited, info.HubInvalid = hs.Requests, hs.Denied, hs.RateLimited, hs.Invalid
 		info.EventsDelivered, info.EventsDropped, info.BadFrames = hs.EventsDelivered, hs.EventsDropped, hs.BadFrames
+		info.PeerRefused, info.LogSuppressed = hs.PeerRefused, hs.LogSuppressed
 	}
 	return infos
 }

@@ -243,7 +243,12 @@ func compileStorage(op *nodeconfig.Config, name string, host Host) Storage {
 	case StorageProject:
 		st.Why = Provenance{Source: SourceSandbox, Reason: "a project quota on the data dir's filesystem: the kernel refuses writes past it (EDQUOT)"}
 	case StorageImage:
-		st.Why = Provenance{Source: SourceSandbox, Reason: "a filesystem image of that size on a loop device: writes past it fail with ENOSPC"}
+		// ext4 fixes inodes at mkfs: the image gets at least
+		// min(inodes, bytes/4096), rounded up (runtime/quota); ps shows
+		// the limit that holds.
+		st.Why = Provenance{Source: SourceSandbox, Reason: fmt.Sprintf(
+			"an ext4 image of that size on a loop device, mounted nosuid,nodev,noexec: writes past it fail with ENOSPC; its metadata takes part of the bytes, and it holds at least %d inodes (one per 4 KiB at most)",
+			min(inodes, bytes/4096))}
 	default:
 		st.Why = Provenance{Source: SourceSandbox, Reason: "NOT ENFORCED: the host facts name no quota backend (a project quota or a per-module image), so /data can grow until the node's disk is full"}
 	}
@@ -424,7 +429,7 @@ func compileMounts(m *manifest.Manifest, l nodeconfig.Limits) []Mount {
 		{Destination: ShimPath, Source: MountShim, Type: "bind", Options: []string{"bind", "ro", "nosuid", "nodev"}, Why: sb("applies Landlock, then execs the module")},
 		{Destination: ConfigPath, Source: MountConfig, Type: "bind", Options: []string{"bind", "ro", "nosuid", "nodev", "noexec"}, Why: sb("the merged config; node settings win")},
 		{Destination: HubSocketPath, Source: MountSocket, Type: "bind", Options: []string{"bind", "nosuid", "nodev", "noexec"}, Why: sb("this module's own hub socket: identity comes from it")},
-		{Destination: DataDir, Source: MountData, Type: "bind", Options: []string{"bind", "rw", "nosuid", "nodev", "noexec"}, Why: sb("data/modules/" + m.Name + ", owned by this module's uid")},
+		{Destination: DataDir, Source: MountData, Type: "bind", Options: []string{"bind", "rw", "nosuid", "nodev", "noexec"}, Why: sb("data/modules/" + m.Name + "/db, under a 0700 parent owned by this module's uid and inside its disk quota")},
 		{Destination: TmpDir, Source: MountTmpfs, Type: "tmpfs", Options: []string{"nosuid", "nodev", "noexec", fmt.Sprintf("size=%d", l.TmpBytes), "mode=1777"}, Why: Provenance{Source: SourceOperator, Reason: "small scratch space, counted against its memory"}},
 	}
 }

@@ -23,7 +23,7 @@ type HostPaths struct {
 	Shim       string // the static Landlock shim
 	Config     string // the merged module config
 	Socket     string // this module's hub socket
-	Data       string // data/modules/<name>
+	Data       string // data/modules/<name>/db
 	CgroupPath string // absolute: relative to each hierarchy's root
 	UIDBase    uint32 // host uid that container uid 0 maps to
 	GIDBase    uint32 // host gid that container gid 0 maps to

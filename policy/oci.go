@@ -21,9 +21,9 @@ func DefaultHostPaths(root string, p *Policy) HostPaths {
 		Rootfs:     filepath.Join(root, "bundles", name, "rootfs"),
 		Binary:     filepath.Join(root, "store", "sha256", hash),
 		Shim:       DefaultShimHostPath,
-		Config:     filepath.Join(root, "bundles", name, "config.toml"),
-		Socket:     filepath.Join(root, "sockets", name+".sock"),
-		Data:       filepath.Join(root, "data", "modules", name),
+		Config:     filepath.Join(root, "bundles", name, "private", "config.toml"),
+		Socket:     filepath.Join(root, "sockets", name, "hub.sock"),
+		Data:       filepath.Join(root, "data", "modules", name, "db"),
 		CgroupPath: "/blvm-sandbox/" + name,
 		// A placeholder: the runtime allocates a distinct range per module.
 		UIDBase: 100000,

@@ -76,8 +76,8 @@ func TestDefaultHostPaths(t *testing.T) {
 	h := DefaultHostPaths("/var/lib/blvm-sandbox", handPolicy())
 	want := HostPaths{
 		Rootfs: "/var/lib/blvm-sandbox/bundles/demo/rootfs", Binary: "/var/lib/blvm-sandbox/store/sha256/abcd",
-		Shim: DefaultShimHostPath, Config: "/var/lib/blvm-sandbox/bundles/demo/config.toml",
-		Socket: "/var/lib/blvm-sandbox/sockets/demo.sock", Data: "/var/lib/blvm-sandbox/data/modules/demo",
+		Shim: DefaultShimHostPath, Config: "/var/lib/blvm-sandbox/bundles/demo/private/config.toml",
+		Socket: "/var/lib/blvm-sandbox/sockets/demo/hub.sock", Data: "/var/lib/blvm-sandbox/data/modules/demo/db",
 		CgroupPath: "/blvm-sandbox/demo", UIDBase: 100000, GIDBase: 100000, IDCount: 65536,
 	}
 	if h != want {

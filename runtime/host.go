@@ -5,18 +5,23 @@ package runtime
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	goruntime "runtime"
 
 	llsys "github.com/landlock-lsm/go-landlock/landlock/syscall"
 	"golang.org/x/sys/unix"
 
 	"github.com/blvm/blvm-sandbox/policy"
+	"github.com/blvm/blvm-sandbox/runtime/quota"
 )
 
 // DetectHost reads the facts the policy compiler needs from this kernel:
-// the architecture, the Landlock ABI (0 when Landlock is off) and the cgroup
-// version of the hierarchy mounted at cgroupRoot (usually /sys/fs/cgroup).
-func DetectHost(cgroupRoot string) (policy.Host, error) {
+// the architecture, the Landlock ABI (0 when Landlock is off), the cgroup
+// version of the hierarchy mounted at cgroupRoot (usually /sys/fs/cgroup),
+// and how the disk quota would be enforced for the runtime root (none when
+// root is "" or no backend works here).
+func DetectHost(cgroupRoot, root string) (policy.Host, error) {
 	h := policy.Host{Arch: goruntime.GOARCH}
 	abi, err := llsys.LandlockGetABIVersion()
 	switch {
@@ -37,5 +42,30 @@ func DetectHost(cgroupRoot string) (policy.Host, error) {
 	if st.Type == unix.CGROUP2_SUPER_MAGIC {
 		h.CgroupVersion = 2
 	}
+	if root != "" {
+		h.StorageBackend = storageBackend(Layout{Root: root}.ModulesDataDir())
+	}
 	return h, nil
+}
+
+// storageBackend is the quota backend the supervisor would choose for
+// dataDir, probed on the nearest directory that exists (explain runs before
+// any root is made); "" when none works.
+func storageBackend(dataDir string) string {
+	dir := dataDir
+	for {
+		if _, err := os.Stat(dir); err == nil || dir == filepath.Dir(dir) {
+			break
+		}
+		dir = filepath.Dir(dir)
+	}
+	f, err := quota.ProbeKernel(dir)
+	if err != nil {
+		return policy.StorageNone
+	}
+	c, err := quota.Choose(f)
+	if err != nil {
+		return policy.StorageNone
+	}
+	return string(c.Kind)
 }

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/moby/sys/mountinfo"
+
 	"github.com/blvm/blvm-sandbox/manifest"
 )
 
@@ -26,6 +28,11 @@ func (l Layout) SocketsDir() string     { return filepath.Join(l.Root, "sockets"
 func (l Layout) BundlesDir() string     { return filepath.Join(l.Root, "bundles") }
 func (l Layout) LogsDir() string        { return filepath.Join(l.Root, "logs") }
 func (l Layout) ModulesDataDir() string { return filepath.Join(l.Root, "data", "modules") }
+func (l Layout) ImagesDir() string      { return filepath.Join(l.Root, "data", "images") }
+
+// Image is the disk image that holds the module's data quota (the image
+// backend), root-only.
+func (l Layout) Image(name string) string { return filepath.Join(l.ImagesDir(), name+".img") }
 
 // legacyIDsFile is where runtimes before the host-wide registry kept their
 // uid ranges; it is imported once (importLegacy).
@@ -111,7 +118,7 @@ func (l Layout) prepare() error {
 	}{
 		{l.StateDir(), 0o700}, {l.ContainersDir(), 0o700}, {l.SocketsDir(), 0o711},
 		{l.BundlesDir(), 0o711}, {l.LogsDir(), 0o700}, {filepath.Join(l.Root, "data"), 0o711},
-		{l.ModulesDataDir(), 0o711},
+		{l.ModulesDataDir(), 0o711}, {l.ImagesDir(), 0o700},
 	} {
 		if err := os.MkdirAll(d.path, d.mode); err != nil {
 			return err
@@ -155,18 +162,30 @@ func binaryContains(exe, dir string) bool {
 	return err == nil && filepath.IsAbs(dir) && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
-// PurgeData removes the module's data dir, for an uninstall that asks for
-// it. The module must not be loaded. It returns what it removed.
+// PurgeData removes the module's data, for an uninstall that asks for it:
+// its data parent (db/ and all) and the disk image of its quota. The module
+// must not be loaded: a data parent with a filesystem mounted on it is
+// refused. It returns what it removed.
 func (l Layout) PurgeData(name string) ([]string, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
-	dir := l.Data(name)
-	if _, err := os.Lstat(dir); err != nil {
-		return nil, nil
+	var removed []string
+	parent := l.DataParent(name)
+	if _, err := os.Lstat(parent); err == nil {
+		if mounted, err := mountinfo.Mounted(parent); err != nil || mounted {
+			return nil, fmt.Errorf("%s has its disk image mounted (is the module loaded, or did a daemon die? start and stop the daemon to recover)", parent)
+		}
+		if err := os.RemoveAll(parent); err != nil {
+			return nil, err
+		}
+		removed = append(removed, parent)
 	}
-	if err := os.RemoveAll(dir); err != nil {
-		return nil, err
+	if _, err := os.Lstat(l.Image(name)); err == nil {
+		if err := os.Remove(l.Image(name)); err != nil {
+			return removed, err
+		}
+		removed = append(removed, l.Image(name))
 	}
-	return []string{dir}, nil
+	return removed, nil
 }

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/blvm/blvm-sandbox/policy"
+	"github.com/blvm/blvm-sandbox/runtime/quota"
 )
 
 // Recover removes what a runtime that died left behind under the root:
@@ -35,6 +36,10 @@ func (l Layout) Recover(host policy.Host) error {
 	}
 	if err := killCgroupTree(l.CgroupParent()); err != nil {
 		errs = append(errs, err)
+	}
+	// After the containers: a live container still holds its /data.
+	if err := quota.Recover(l.ImagesDir()); err != nil {
+		errs = append(errs, fmt.Errorf("quota images: %w", err))
 	}
 	for _, dir := range []string{l.SocketsDir(), l.BundlesDir()} {
 		entries, err := os.ReadDir(dir)
@@ -176,6 +181,11 @@ func (l Layout) Orphans() ([]string, error) {
 			out = append(out, filepath.Join(dir, e.Name()))
 		}
 	}
+	left, err := quota.Leftovers(l.ImagesDir())
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, left...)
 	mounts, err := cgroupMounts()
 	if err != nil {
 		return nil, err

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/blvm/blvm-sandbox/policy"
+	"github.com/blvm/blvm-sandbox/runtime/quota"
 )
 
 // Module is what the supervisor runs: a compiled policy, the verified
@@ -69,7 +70,11 @@ type Options struct {
 	// (DefaultUIDRegistry). Tests may point it elsewhere; every runtime on
 	// one host must share it.
 	UIDRegistry string
-	Logger      *slog.Logger
+	// DiskProbe chooses how disk quotas are enforced (quota.ProbeKernel
+	// when nil); tests inject one. With no backend the supervisor refuses
+	// to start: a quota the policy promises must hold.
+	DiskProbe quota.Prober
+	Logger    *slog.Logger
 	// OnEvent is called for every state change, in order per module. It
 	// must not block for long.
 	OnEvent func(Event)
@@ -117,11 +122,13 @@ var ErrExpired = errors.New("signatures expired")
 
 // Supervisor runs modules in containers and keeps them running.
 type Supervisor struct {
-	opts   Options
-	layout Layout
-	ids    uidRegistry
-	stats  statsReader
-	log    *slog.Logger
+	opts       Options
+	layout     Layout
+	ids        uidRegistry
+	stats      statsReader
+	log        *slog.Logger
+	disk       quota.Backend
+	diskChoice quota.Choice
 
 	mu      sync.Mutex
 	modules map[string]*supervised
@@ -133,6 +140,7 @@ type supervised struct {
 	ids     IDRange
 	ln      *readyListener
 	logFile *logFile
+	disk    *quota.Mount  // the data quota, attached from load to unload
 	stop    chan struct{} // closed to ask the loop to stop
 	done    chan struct{} // closed when the loop has cleaned up
 
@@ -192,6 +200,12 @@ func NewSupervisor(opts Options) (*Supervisor, error) {
 	if err := s.layout.importLegacy(s.ids); err != nil {
 		return nil, fmt.Errorf("supervisor: %w", err)
 	}
+	disk, choice, err := quota.Open(s.layout.ModulesDataDir(), opts.DiskProbe)
+	if err != nil {
+		return nil, fmt.Errorf("supervisor: %w", err)
+	}
+	s.disk, s.diskChoice = disk, choice
+	s.log.Debug("disk quotas", "backend", choice.String())
 	if exe, err := os.Executable(); err == nil {
 		if root, err := filepath.Abs(opts.Root); err == nil && binaryContains(exe, root) {
 			s.log.Warn("the runtime's binary sits in a directory that contains its root; libcontainer will copy the binary for every container start (move one of them)",
@@ -297,27 +311,49 @@ func (s *Supervisor) load(sv *supervised) error {
 		return err
 	}
 	sv.ids = ids
-	if err := s.layout.prepareData(name, ids); err != nil {
+	disk, err := s.attachDisk(sv)
+	if err != nil {
 		return err
+	}
+	sv.disk = disk
+	if disk.Resized {
+		s.log.Info("disk quota resized", "module", name, "bytes", disk.Spec.Bytes)
+	}
+	fail := func(err error) error {
+		os.RemoveAll(s.layout.SocketDir(name))
+		s.detachDisk(sv)
+		return err
+	}
+	if err := s.layout.prepareData(name, ids); err != nil {
+		return fail(err)
 	}
 	lf, err := openLogFile(s.layout.Log(name), s.opts.LogMaxBytes, s.opts.LogKeep)
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	ln, err := listenSocket(s.layout.SocketDir(name), s.layout.Socket(name), ids.HostUID())
 	if err != nil {
-		os.RemoveAll(s.layout.SocketDir(name))
 		lf.Close()
-		return err
+		return fail(err)
 	}
 	sv.logFile, sv.ln = lf, newReadyListener(ln)
 	if err := sv.mod.Serve(sv.ln, ids.HostUID()); err != nil {
 		ln.Close()
-		os.RemoveAll(s.layout.SocketDir(name))
 		lf.Close()
-		return fmt.Errorf("hub: %w", err)
+		return fail(fmt.Errorf("hub: %w", err))
 	}
 	return nil
+}
+
+// detachDisk takes the data quota off once nothing runs from it.
+func (s *Supervisor) detachDisk(sv *supervised) {
+	if sv.disk == nil {
+		return
+	}
+	if err := s.disk.Detach(sv.disk); err != nil {
+		s.log.Error("disk quota: detach", "module", sv.mod.Policy.Module.Name, "err", err)
+	}
+	sv.disk = nil
 }
 
 // checkExpiry refuses a start at or after the module's Expires.
@@ -578,6 +614,7 @@ func (s *Supervisor) unload(sv *supervised) {
 	os.RemoveAll(s.layout.SocketDir(name))
 	os.RemoveAll(s.layout.Bundle(name))
 	s.layout.removeCgroupParent(s.opts.Host)
+	s.detachDisk(sv)
 	sv.logFile.Close()
 }
 

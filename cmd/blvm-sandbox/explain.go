@@ -27,6 +27,7 @@ type explainFlags struct {
 	landlockABI   int
 	arch          string
 	cgroupVersion int
+	storage       string
 	diff          bool
 }
 
@@ -67,6 +68,7 @@ read or parsed.`,
 	fl.IntVar(&f.landlockABI, "landlock-abi", -1, "Landlock ABI to compile for (default: this kernel's)")
 	fl.StringVar(&f.arch, "arch", "", "architecture to compile for (default: this machine's)")
 	fl.IntVar(&f.cgroupVersion, "cgroup-version", 0, "cgroup version to compile for, 1 or 2 (default: this host's)")
+	fl.StringVar(&f.storage, "storage-backend", "", "disk quota backend to compile for: project, image or none (default: what this host would use)")
 	fl.BoolVar(&f.diff, "diff", false, "compare the policies of OLD and NEW")
 	return cmd
 }
@@ -270,7 +272,7 @@ func compileTarget(f *explainFlags, cmd *cobra.Command, target string) (*compile
 		p.Message = fmt.Sprintf("capability %q would be refused: %s (allow with %s)", r.Capability.Name, r.Why, r.Allow)
 		refusals = append(refusals, p)
 	}
-	host, err := hostFacts(f, cmd)
+	host, err := hostFacts(f, cmd, cfg.Paths.Root)
 	if err != nil {
 		return nil, err
 	}
@@ -283,8 +285,8 @@ func compileTarget(f *explainFlags, cmd *cobra.Command, target string) (*compile
 
 // hostFacts detects this machine's facts, then applies any flag overrides,
 // so explain also works offline for another machine.
-func hostFacts(f *explainFlags, cmd *cobra.Command) (policy.Host, error) {
-	h, err := runtime.DetectHost("/sys/fs/cgroup")
+func hostFacts(f *explainFlags, cmd *cobra.Command, root string) (policy.Host, error) {
+	h, err := runtime.DetectHost("/sys/fs/cgroup", root)
 	offline := f.arch != "" && f.landlockABI >= 0 && f.cgroupVersion != 0
 	if err != nil && !offline {
 		return h, fmt.Errorf("detect host facts (pass --arch, --landlock-abi and --cgroup-version to skip): %w", err)
@@ -303,6 +305,15 @@ func hostFacts(f *explainFlags, cmd *cobra.Command) (policy.Host, error) {
 			return h, badInput(fmt.Errorf("--cgroup-version: %d is not 1 or 2", f.cgroupVersion))
 		}
 		h.CgroupVersion = f.cgroupVersion
+	}
+	switch f.storage {
+	case "":
+	case "none":
+		h.StorageBackend = policy.StorageNone
+	case policy.StorageProject, policy.StorageImage:
+		h.StorageBackend = f.storage
+	default:
+		return h, badInput(fmt.Errorf("--storage-backend: %q is not project, image or none", f.storage))
 	}
 	return h, nil
 }

@@ -13,7 +13,7 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files")
 
 // offline pins the host facts so the output does not depend on this kernel.
-var offline = []string{"--arch", "amd64", "--landlock-abi", "7", "--cgroup-version", "1"}
+var offline = []string{"--arch", "amd64", "--landlock-abi", "7", "--cgroup-version", "1", "--storage-backend", "image"}
 
 func explain(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()

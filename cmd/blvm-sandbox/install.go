@@ -27,7 +27,7 @@ up with 'blvm-sandbox load NAME'.`,
 			if err != nil {
 				return err
 			}
-			host, err := runtime.DetectHost("/sys/fs/cgroup")
+			host, err := runtime.DetectHost("/sys/fs/cgroup", cfg.Paths.Root)
 			if err != nil {
 				return fmt.Errorf("install: host: %w", err)
 			}

@@ -113,9 +113,14 @@ the reason. --json prints the daemon's full records instead.`,
 
 func (o *operator) printTable(mods []admin.ModuleInfo) {
 	tw := tabwriter.NewWriter(o.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tVERSION\tSTATE\tUPTIME\tRESTARTS\tMEM\tCPU\tPIDS\tLAST-EXIT")
+	fmt.Fprintln(tw, "NAME\tVERSION\tSTATE\tUPTIME\tRESTARTS\tMEM\tCPU\tPIDS\tDISK\tINODES\tLAST-EXIT")
 	for _, m := range mods {
 		uptime, mem, cpu, pids := "-", "-", "-", "-"
+		disk, inodes := "-", "-"
+		if m.DiskBytesLimit > 0 {
+			disk = withLimit(humanBytes(m.DiskBytes), m.DiskBytesLimit, humanBytes)
+			inodes = withLimit(strconv.FormatUint(m.DiskInodes, 10), m.DiskInodesLimit, func(n uint64) string { return strconv.FormatUint(n, 10) })
+		}
 		if live(m.State) {
 			if !m.StartedAt.IsZero() {
 				uptime = humanDuration(o.now().Sub(m.StartedAt))
@@ -124,8 +129,8 @@ func (o *operator) printTable(mods []admin.ModuleInfo) {
 			cpu = cpuTime(m.CPUNanos)
 			pids = withLimit(strconv.FormatUint(m.Pids, 10), m.PidsLimit, func(n uint64) string { return strconv.FormatUint(n, 10) })
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n",
-			esc(m.Name), esc(orDash(m.Version)), esc(orDash(m.State)), uptime, m.Restarts, mem, cpu, pids, esc(orDash(m.LastExit)))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			esc(m.Name), esc(orDash(m.Version)), esc(orDash(m.State)), uptime, m.Restarts, mem, cpu, pids, disk, inodes, esc(orDash(m.LastExit)))
 	}
 	tw.Flush()
 	for _, m := range mods {

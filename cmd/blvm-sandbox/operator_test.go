@@ -174,6 +174,7 @@ func exampleModules() *opManager {
 			Name: "stratum-v2", Version: "1.2.0", State: admin.StateRunning, Pid: 4242,
 			StartedAt: time.Now().Add(-(3*time.Hour + 12*time.Minute + 30*time.Second)), Restarts: 2, LastExit: "exit 1",
 			MemoryBytes: 12 << 20, MemoryLimit: 256 << 20, CPUNanos: 1_500_000_000, Pids: 3, PidsLimit: 64,
+			DiskBytes: 5 << 20, DiskBytesLimit: 900 << 20, DiskInodes: 14, DiskInodesLimit: 262144,
 		},
 		{Name: "merge-mining", Version: "0.3.1", State: admin.StateStopped, Dependencies: []string{"stratum-v2"}},
 		{Name: "governance-voter", Version: "2.0.0", State: admin.StateRefused, Error: "threshold: 1 of 2 signatures count"},
@@ -188,10 +189,10 @@ func TestPsTable(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 	want := [][]string{
-		{"NAME", "VERSION", "STATE", "UPTIME", "RESTARTS", "MEM", "CPU", "PIDS", "LAST-EXIT"},
-		{"stratum-v2", "1.2.0", "running", "3h12m", "2", "12MiB/256MiB", "1.50s", "3/64", "exit", "1"},
-		{"merge-mining", "0.3.1", "stopped", "-", "0", "-", "-", "-", "-"},
-		{"governance-voter", "2.0.0", "refused", "-", "0", "-", "-", "-", "-"},
+		{"NAME", "VERSION", "STATE", "UPTIME", "RESTARTS", "MEM", "CPU", "PIDS", "DISK", "INODES", "LAST-EXIT"},
+		{"stratum-v2", "1.2.0", "running", "3h12m", "2", "12MiB/256MiB", "1.50s", "3/64", "5MiB/900MiB", "14/262144", "exit", "1"},
+		{"merge-mining", "0.3.1", "stopped", "-", "0", "-", "-", "-", "-", "-", "-"},
+		{"governance-voter", "2.0.0", "refused", "-", "0", "-", "-", "-", "-", "-", "-"},
 		{"governance-voter", "refused:", "threshold:", "1", "of", "2", "signatures", "count"},
 	}
 	if len(lines) != len(want) {

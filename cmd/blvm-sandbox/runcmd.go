@@ -73,7 +73,7 @@ func runModule(stdout, stderr io.Writer, f *runFlags, dir string) error {
 	if err != nil {
 		return badInput(err)
 	}
-	host, err := runtime.DetectHost("/sys/fs/cgroup")
+	host, err := runtime.DetectHost("/sys/fs/cgroup", root)
 	if err != nil {
 		return fmt.Errorf("run: host: %w", err)
 	}

@@ -75,7 +75,7 @@ func runUp(stderr io.Writer, f *upFlags) error {
 		return badInput(err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	host, err := runtime.DetectHost("/sys/fs/cgroup")
+	host, err := runtime.DetectHost("/sys/fs/cgroup", cfg.Paths.Root)
 	if err != nil {
 		return fmt.Errorf("up: host: %w", err)
 	}
