@@ -14,7 +14,7 @@ import (
 
 // MinLandlockABI is the lowest Landlock ABI the runtime accepts unless the
 // operator sets another: ABI 6 brings the abstract-unix and signal scopes.
-const MinLandlockABI = 6
+const MinLandlockABI = nodeconfig.ScopesLandlockABI
 
 // cpuPeriodMicros is the CFS period the CPU quota is expressed against.
 const cpuPeriodMicros = 100_000

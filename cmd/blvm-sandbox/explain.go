@@ -249,7 +249,7 @@ func compileTarget(f *explainFlags, cmd *cobra.Command, target string) (*compile
 		// Fields only the verify step enforces do not stop explain: the
 		// report shows the policy and says the load would be refused.
 		var fatal manifest.Problems
-		refusals, fatal = problems.Split("binary", "signatures")
+		refusals, fatal = problems.Split("binary", "config", "signatures")
 		if len(fatal) > 0 {
 			return nil, badInput(fatal)
 		}

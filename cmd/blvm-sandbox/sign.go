@@ -59,7 +59,12 @@ func runSign(stdout, stderr io.Writer, f *signFlags, dir string) error {
 	}
 	name := f.name
 	if name == "" {
-		name = strings.TrimSuffix(filepath.Base(f.key), filepath.Ext(f.key))
+		name = strings.ToLower(strings.TrimSuffix(filepath.Base(f.key), filepath.Ext(f.key)))
+	}
+	// Checked before anything is rewritten: a maintainer name follows the
+	// module-name rule, so it cannot draw on a terminal.
+	if !manifest.ValidModuleName(name) {
+		return badInput(fmt.Errorf("sign: signer name %q: want lowercase letters, digits and '-' (pass --name)", termesc.String(name)))
 	}
 	path := filepath.Join(dir, manifest.FileName)
 	src, err := safefile.ReadFile(dir, manifest.FileName, safefile.MaxTOML)
