@@ -1,44 +1,16 @@
 package integration
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/blvm/blvm-sandbox/internal/syncbuf"
 	"github.com/blvm/blvm-sandbox/runtime"
 )
-
-// runAs runs the hostile module under name with one attack to its end.
-func (s *sandbox) runAs(name, attack, arg string) outcome {
-	s.t.Helper()
-	var out, errw syncbuf.Buffer
-	if err := s.start(name, attack, arg, &out, &errw); err != nil {
-		s.t.Fatalf("start %s %s: %v", name, attack, err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	exit, err := s.sup.Wait(ctx, name)
-	if err != nil {
-		s.t.Fatalf("wait %s: %v", name, err)
-	}
-	s.sup.Stop(ctx, name)
-	o := outcome{exit: exit, stdout: out.String(), stderr: errw.String()}
-	sc := bufio.NewScanner(strings.NewReader(o.stdout))
-	for sc.Scan() {
-		if json.Unmarshal(sc.Bytes(), &o.res) == nil {
-			break
-		}
-	}
-	return o
-}
 
 // allocated is how many bytes of the host's disk a file takes.
 func allocated(t *testing.T, path string) int64 {

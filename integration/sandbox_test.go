@@ -152,19 +152,22 @@ func (s *sandbox) start(name, attack, arg string, out, errw io.Writer) error {
 }
 
 // attack runs the hostile module with one attack to its end.
-func (s *sandbox) attack(attack, arg string) outcome {
+func (s *sandbox) attack(attack, arg string) outcome { return s.runAs("hostile", attack, arg) }
+
+// runAs runs the hostile module under name with one attack to its end.
+func (s *sandbox) runAs(name, attack, arg string) outcome {
 	s.t.Helper()
 	var out, errw syncbuf.Buffer
-	if err := s.start("hostile", attack, arg, &out, &errw); err != nil {
-		s.t.Fatalf("start %s: %v", attack, err)
+	if err := s.start(name, attack, arg, &out, &errw); err != nil {
+		s.t.Fatalf("start %s %s: %v", name, attack, err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	exit, err := s.sup.Wait(ctx, "hostile")
+	exit, err := s.sup.Wait(ctx, name)
 	if err != nil {
-		s.t.Fatalf("wait %s: %v", attack, err)
+		s.t.Fatalf("wait %s: %v", name, err)
 	}
-	s.sup.Stop(ctx, "hostile")
+	s.sup.Stop(ctx, name)
 	o := outcome{exit: exit, stdout: out.String(), stderr: errw.String()}
 	sc := bufio.NewScanner(strings.NewReader(o.stdout))
 	for sc.Scan() {

@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -50,7 +51,7 @@ func Install(src string, cfg *nodeconfig.Config, host policy.Host, allowDowngrad
 	// parsed, config.toml as hashed against [config], the binary from the
 	// sealed store entry.
 	write := func(name string, data []byte) error {
-		return writeNew(filepath.Join(tmp, name), data, 0o644)
+		return writeNew(filepath.Join(tmp, name), bytes.NewReader(data), 0o644)
 	}
 	err = write(manifest.FileName, prep.ManifestSource)
 	if err == nil && prep.Verified.Config != nil {
@@ -79,13 +80,13 @@ func Install(src string, cfg *nodeconfig.Config, host policy.Host, allowDowngrad
 	return prep, dst, nil
 }
 
-// writeNew creates path (it must not exist) with data, durably.
-func writeNew(path string, data []byte, mode os.FileMode) error {
+// writeNew creates path (it must not exist) with what r holds, durably.
+func writeNew(path string, r io.Reader, mode os.FileMode) error {
 	out, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
 	if err != nil {
 		return err
 	}
-	if _, err := out.Write(data); err != nil {
+	if _, err := io.Copy(out, r); err != nil {
 		out.Close()
 		return err
 	}
@@ -110,17 +111,5 @@ func copyRegular(from, to string, mode os.FileMode) error {
 	if !st.Mode().IsRegular() {
 		return fmt.Errorf("%s: not a regular file", from)
 	}
-	out, err := os.OpenFile(to, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
+	return writeNew(to, in, mode)
 }

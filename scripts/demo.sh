@@ -19,6 +19,9 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 say "fresh demo under $DEMO"
+# A demo killed mid-run may leave its modules' disk images mounted: unmount
+# them (deepest first) so that nothing under a mount is removed.
+awk -v d="$DEMO/" 'index($2, d) == 1 { print $2 }' /proc/self/mounts | sort -r | xargs -r umount
 rm -rf "$DEMO"
 mkdir -p "$DEMO/keys" "$DEMO/modules"
 chmod 711 "$DEMO"
