@@ -14,7 +14,7 @@ GOTEST_STATIC := CGO_ENABLED=1 $(GO) test $(STATIC)
 EXAMPLE_MODULES := stratum-v2 merge-mining block-logger governance-voter
 FUZZTIME ?= 30s
 
-.PHONY: all deps build test run bench fuzz lint generate proto proto-check clean
+.PHONY: all deps bench-deps build test run bench fuzz lint generate proto proto-check clean
 PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 GOBIN := $(shell $(GO) env GOPATH)/bin
 
@@ -60,7 +60,18 @@ run: build
 # run fewer times.
 BENCHCOUNT ?= 5
 SLOWCOUNT ?= 3
-bench: build
+# The peers the benchmarks measure against, only when missing.
+bench-deps:
+	@need=""; \
+	for p in runc crun bubblewrap; do \
+	  dpkg -s $$p >/dev/null 2>&1 || need="$$need $$p"; \
+	done; \
+	if [ -n "$$need" ]; then \
+	  echo "installing:$$need"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need; \
+	fi
+
+bench: build bench-deps
 	@mkdir -p $(BIN)
 	set -o pipefail; { \
 	  $(GOTEST) -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) ./verify/ && \
