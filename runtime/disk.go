@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 
 	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
 
+	"github.com/blvm/blvm-sandbox/internal/termesc"
 	"github.com/blvm/blvm-sandbox/policy"
 	"github.com/blvm/blvm-sandbox/runtime/quota"
 )
@@ -48,6 +50,11 @@ func (s *Supervisor) attachDisk(sv *supervised) (*quota.Mount, error) {
 	name := p.Module.Name
 	spec := s.layout.quotaSpec(p, sv.ids)
 	if s.disk.Kind() == quota.KindProject {
+		// Data kept in an image from the time this host had no project
+		// quotas must not be left behind for an empty /data.
+		if _, err := os.Lstat(spec.Image); err == nil {
+			return nil, fmt.Errorf("disk quota: %s holds this module's data from the image backend; this host now uses project quotas: move the data out of the image into %s by hand", spec.Image, s.layout.Data(name))
+		}
 		if err := s.layout.migrateData(name); err != nil {
 			return nil, fmt.Errorf("data dir: %w", err)
 		}
@@ -103,13 +110,24 @@ func (l Layout) moveIntoImage(name string, b quota.Backend, spec quota.Spec) (*q
 		return nil, errors.Join(err, l.undoToImage(name, b, nil, spec))
 	}
 	// cp -a never follows a symlink in the source and keeps owners and
-	// modes; the destination is a fresh filesystem, nothing to trip on.
-	if out, err := exec.Command("cp", "-a", "--no-dereference", "--", aside+"/.", parent+"/").CombinedOutput(); err != nil {
+	// modes; the destination is a fresh filesystem, nothing to trip on. Its
+	// complaints name the module's files: a few KiB of them, escaped.
+	out := &cappedBuffer{max: 4 << 10}
+	cp := exec.Command("cp", "-a", "--no-dereference", "--", aside+"/.", parent+"/")
+	cp.Stdout, cp.Stderr = out, out
+	if err := cp.Run(); err != nil {
 		return nil, errors.Join(
 			fmt.Errorf("data dir of %s does not fit its quota of %d bytes, or could not be copied: %v: %s", name, spec.Bytes, err, out),
 			l.undoToImage(name, b, m, spec))
 	}
+	// The copy must be on the image's disk before the original goes.
+	if err := syncFS(parent); err != nil {
+		return nil, errors.Join(fmt.Errorf("data dir: sync the copy into its image: %w", err), l.undoToImage(name, b, m, spec))
+	}
 	if err := os.Rename(aside, done); err != nil {
+		return nil, errors.Join(fmt.Errorf("data dir: %w", err), b.Detach(m))
+	}
+	if err := syncDir(filepath.Dir(parent)); err != nil {
 		return nil, errors.Join(fmt.Errorf("data dir: %w", err), b.Detach(m))
 	}
 	if err := os.RemoveAll(done); err != nil {
@@ -153,6 +171,40 @@ func (l Layout) finishToImage(name string, b quota.Backend, spec quota.Spec) err
 		return fmt.Errorf("data dir: %w", err)
 	}
 	return nil
+}
+
+// syncFS flushes the whole filesystem holding path.
+func syncFS(path string) error {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Syncfs(fd)
+}
+
+// cappedBuffer keeps the first max bytes written to it, escaped when
+// printed, and counts the rest.
+type cappedBuffer struct {
+	max     int
+	buf     []byte
+	dropped int
+}
+
+func (c *cappedBuffer) Write(p []byte) (int, error) {
+	room := max(c.max-len(c.buf), 0)
+	keep := min(room, len(p))
+	c.buf = append(c.buf, p[:keep]...)
+	c.dropped += len(p) - keep
+	return len(p), nil
+}
+
+func (c *cappedBuffer) String() string {
+	s := termesc.String(string(c.buf))
+	if c.dropped > 0 {
+		s += fmt.Sprintf(" (+%d bytes)", c.dropped)
+	}
+	return s
 }
 
 // DiskUsage is a module's /data quota as statfs sees it.

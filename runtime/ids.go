@@ -71,6 +71,30 @@ type rangeEntry struct {
 	Base      uint32 `json:"base"`
 	Count     uint32 `json:"count"`
 	ReownFrom uint32 `json:"reown_from,omitempty"`
+	// ParentDev is the device of the filesystem holding the root's
+	// directory entry when the range was recorded: a root whose entry is
+	// missing is gone only if its parent is still on that device (not an
+	// unmounted volume at boot).
+	ParentDev uint64 `json:"parent_dev,omitempty"`
+}
+
+// parentDev is the device of root's parent directory, 0 when unknown.
+func parentDev(root string) uint64 {
+	var st unix.Stat_t
+	if unix.Stat(filepath.Dir(root), &st) != nil {
+		return 0
+	}
+	return st.Dev
+}
+
+// gone reports positive proof that the entry's root was removed: no entry
+// at its path, while its parent sits on the filesystem recorded with it.
+// A root that is merely not mounted yet is not gone.
+func (e rangeEntry) gone() bool {
+	if _, err := os.Lstat(e.Root); !errors.Is(err, fs.ErrNotExist) {
+		return false
+	}
+	return e.ParentDev != 0 && parentDev(e.Root) == e.ParentDev
 }
 
 func (e rangeEntry) ids() IDRange { return IDRange{Base: e.Base, Count: e.Count} }
@@ -98,7 +122,7 @@ type registryTx struct {
 }
 
 // update runs fn on the registry under its flock and writes it back if fn
-// changed it. Entries of roots that no longer exist are pruned first.
+// changed it. Entries of roots that were removed are pruned first.
 func (r uidRegistry) update(fn func(tx *registryTx) error) (pruned []rangeEntry, err error) {
 	if err := os.MkdirAll(filepath.Dir(r.path), 0o700); err != nil {
 		return nil, fmt.Errorf("uid registry: %w", err)
@@ -123,7 +147,7 @@ func (r uidRegistry) update(fn func(tx *registryTx) error) (pruned []rangeEntry,
 		}
 	}
 	tx.t.Ranges = slices.DeleteFunc(tx.t.Ranges, func(e rangeEntry) bool {
-		if _, err := os.Lstat(e.Root); errors.Is(err, fs.ErrNotExist) {
+		if e.gone() {
 			tx.pruned = append(tx.pruned, e)
 			return true
 		}
@@ -183,7 +207,7 @@ func (tx *registryTx) allocate(root, module string, host hostIDs) (IDRange, erro
 			last = c
 			continue
 		}
-		tx.t.Ranges = append(tx.t.Ranges, rangeEntry{Root: root, Module: module, Base: ids.Base, Count: ids.Count})
+		tx.t.Ranges = append(tx.t.Ranges, rangeEntry{Root: root, Module: module, Base: ids.Base, Count: ids.Count, ParentDev: parentDev(root)})
 		tx.dirty = true
 		return ids, nil
 	}
@@ -274,7 +298,7 @@ func (l Layout) importLegacy(reg uidRegistry) error {
 				moved = append(moved, name)
 				continue
 			}
-			tx.t.Ranges = append(tx.t.Ranges, rangeEntry{Root: root, Module: name, Base: old.Base, Count: old.Count})
+			tx.t.Ranges = append(tx.t.Ranges, rangeEntry{Root: root, Module: name, Base: old.Base, Count: old.Count, ParentDev: parentDev(root)})
 			tx.dirty = true
 		}
 		for _, name := range moved {
@@ -326,12 +350,23 @@ func reownTree(dir string, from, to IDRange) error {
 		}
 		return -1, false
 	}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		// An entry that vanished mid-walk needs no new owner; any other
+		// error stops the re-own, which then stays pending.
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
 		var st unix.Stat_t
 		if err := unix.Lstat(p, &st); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				return nil
+			}
 			return err
 		}
 		uid, u := shift(st.Uid)
@@ -339,12 +374,11 @@ func reownTree(dir string, from, to IDRange) error {
 		if !u && !g {
 			return nil
 		}
-		return unix.Lchown(p, uid, gid)
-	})
-	if errors.Is(err, fs.ErrNotExist) {
+		if err := unix.Lchown(p, uid, gid); err != nil && !errors.Is(err, unix.ENOENT) {
+			return err
+		}
 		return nil
-	}
-	return err
+	})
 }
 
 func mustJSON(v any) []byte {

@@ -183,6 +183,26 @@ func TestRegistryPrunesGoneRoots(t *testing.T) {
 	}
 }
 
+// A root whose entry is missing because its filesystem is not mounted (its
+// parent now sits on another device) keeps its ranges.
+func TestRegistryKeepsUnmountedRoots(t *testing.T) {
+	e := rangeEntry{Root: filepath.Join(t.TempDir(), "vol", "root"), ParentDev: 1}
+	if e.gone() {
+		t.Error("a root whose parent is missing counted as gone")
+	}
+	os.MkdirAll(filepath.Dir(e.Root), 0o700)
+	if e.gone() {
+		t.Error("a root whose parent is on another device counted as gone")
+	}
+	e.ParentDev = parentDev(e.Root)
+	if !e.gone() {
+		t.Error("a removed root under its recorded parent is not gone")
+	}
+	if (rangeEntry{Root: e.Root}).gone() {
+		t.Error("an entry without a recorded device counted as gone")
+	}
+}
+
 func TestCheckUIDBase(t *testing.T) {
 	for base, ok := range map[uint32]bool{
 		IDsBase: true, 1 << 16: true, 0: false, 1 << 15: false, IDsBase + 1: false,

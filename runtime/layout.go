@@ -163,29 +163,29 @@ func binaryContains(exe, dir string) bool {
 }
 
 // PurgeData removes the module's data, for an uninstall that asks for it:
-// its data parent (db/ and all) and the disk image of its quota. The module
-// must not be loaded: a data parent with a filesystem mounted on it is
-// refused. It returns what it removed.
+// its data parent (db/ and all), the disk image of its quota, and what an
+// interrupted migration left beside them (which a later load would
+// otherwise put back). The module must not be loaded: a data parent with a
+// filesystem mounted on it is refused. A project quota's limit stays set on
+// its id, harmless once the tree is gone. It returns what it removed.
 func (l Layout) PurgeData(name string) ([]string, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
-	var removed []string
 	parent := l.DataParent(name)
-	if _, err := os.Lstat(parent); err == nil {
-		if mounted, err := mountinfo.Mounted(parent); err != nil || mounted {
-			return nil, fmt.Errorf("%s has its disk image mounted (is the module loaded, or did a daemon die? start and stop the daemon to recover)", parent)
-		}
-		if err := os.RemoveAll(parent); err != nil {
-			return nil, err
-		}
-		removed = append(removed, parent)
+	if mounted, err := mountinfo.Mounted(parent); err == nil && mounted {
+		return nil, fmt.Errorf("%s has its disk image mounted (is the module loaded, or did a daemon die? start and stop the daemon to recover)", parent)
 	}
-	if _, err := os.Lstat(l.Image(name)); err == nil {
-		if err := os.Remove(l.Image(name)); err != nil {
+	var removed []string
+	for _, p := range []string{parent, l.migrating(name), l.toImage(name), l.toImageDone(name),
+		l.Image(name), l.Image(name) + ".new", l.Image(name) + ".undo"} {
+		if _, err := os.Lstat(p); err != nil {
+			continue
+		}
+		if err := os.RemoveAll(p); err != nil {
 			return removed, err
 		}
-		removed = append(removed, l.Image(name))
+		removed = append(removed, p)
 	}
 	return removed, nil
 }

@@ -21,9 +21,18 @@ import (
 
 // Recover removes what a runtime that died left behind under the root:
 // containers (killed and destroyed through libcontainer), their cgroups in
-// every hierarchy, sockets and bundles. Data dirs and logs stay. It runs
-// before a supervisor starts anything, so everything it finds is an orphan.
+// every hierarchy, quota mounts and loop devices, sockets and bundles. Data
+// dirs and logs stay. It runs before a supervisor starts anything, so
+// everything it finds is an orphan.
 func (l Layout) Recover(host policy.Host) error {
+	var warned []error
+	err := l.recover(host, func(e error) { warned = append(warned, e) })
+	return errors.Join(append(warned, err)...)
+}
+
+// recover is Recover with a place for problems that concern one module
+// only and must not stop the rest.
+func (l Layout) recover(host policy.Host, recoverWarn func(error)) error {
 	var errs []error
 	entries, err := os.ReadDir(l.ContainersDir())
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -37,9 +46,11 @@ func (l Layout) Recover(host policy.Host) error {
 	if err := killCgroupTree(l.CgroupParent()); err != nil {
 		errs = append(errs, err)
 	}
-	// After the containers: a live container still holds its /data.
+	// After the containers: a live container still holds its /data. An
+	// image that will not let go is not fatal for the others: its own
+	// module's Attach refuses it until the operator frees it.
 	if err := quota.Recover(l.ImagesDir()); err != nil {
-		errs = append(errs, fmt.Errorf("quota images: %w", err))
+		recoverWarn(fmt.Errorf("quota images: %w", err))
 	}
 	for _, dir := range []string{l.SocketsDir(), l.BundlesDir()} {
 		entries, err := os.ReadDir(dir)

@@ -194,7 +194,8 @@ func NewSupervisor(opts Options) (*Supervisor, error) {
 	if err := s.layout.prepare(); err != nil {
 		return nil, fmt.Errorf("supervisor: %w", err)
 	}
-	if err := s.layout.Recover(s.opts.Host); err != nil {
+	warn := func(err error) { s.log.Warn("recover", "err", err) }
+	if err := s.layout.recover(s.opts.Host, warn); err != nil {
 		return nil, fmt.Errorf("supervisor: recover: %w", err)
 	}
 	if err := s.layout.importLegacy(s.ids); err != nil {
