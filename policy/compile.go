@@ -402,6 +402,7 @@ func compileProcess(m *manifest.Manifest) Process {
 		},
 		Args: []string{path.Join(ModuleDir, m.EntryPoint)},
 		Cwd:  DataDir,
+		UID:  ModuleUID,
 	}
 }
 

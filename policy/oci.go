@@ -53,6 +53,7 @@ func (p *Policy) OCISpec(h HostPaths) (*specs.Spec, error) {
 		Process: &specs.Process{
 			Args:            p.ShimArgs(),
 			Cwd:             p.Process.Cwd,
+			User:            specs.User{UID: p.Process.UID, GID: p.Process.UID},
 			NoNewPrivileges: p.Process.NoNewPrivileges.Enabled,
 			Capabilities: &specs.LinuxCapabilities{
 				Bounding: caps, Effective: caps, Permitted: caps,

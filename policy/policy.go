@@ -188,7 +188,15 @@ type Process struct {
 	ReadonlyPaths   []PathItem `json:"readonly_paths"`
 	Args            []string   `json:"args"` // the module's argv inside the container
 	Cwd             string     `json:"cwd"`
+	// UID is the uid and gid the module runs as inside its user namespace
+	// (ModuleUID): not 0, so even there it owns nothing it was not given.
+	UID uint32 `json:"uid"`
 }
+
+// ModuleUID is the uid (and gid) every module runs as inside its user
+// namespace: not 0, so setuid(0) fails even there, and root-owned files in
+// its view stay out of reach.
+const ModuleUID = 1000
 
 // Flag is an on/off control with its reason.
 type Flag struct {

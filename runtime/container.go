@@ -76,8 +76,8 @@ func (l Layout) create(ls launchSpec, stats statsReader) (*instance, error) {
 	p := &libcontainer.Process{
 		Args:   ls.policy.ShimArgs(),
 		Env:    env,
-		UID:    ModuleUID,
-		GID:    ModuleUID,
+		UID:    int(ls.policy.Process.UID),
+		GID:    int(ls.policy.Process.UID),
 		Cwd:    ls.policy.Process.Cwd,
 		Stdout: ls.stdout,
 		Stderr: ls.stderr,

@@ -14,6 +14,7 @@ import (
 
 	"github.com/blvm/blvm-sandbox/internal/atomicfile"
 	"github.com/blvm/blvm-sandbox/nodeconfig"
+	"github.com/blvm/blvm-sandbox/policy"
 )
 
 // Each module's user namespace maps container ids 0..IDsPerModule-1 to its
@@ -29,7 +30,7 @@ const (
 	idsEnd = 1<<32 - 1
 	// ModuleUID is the uid (and gid) the module runs as inside its user
 	// namespace: not 0, so setuid(0) fails even there.
-	ModuleUID = 1000
+	ModuleUID = policy.ModuleUID
 )
 
 // DefaultUIDRegistry is the host-wide record of every range handed out, by
