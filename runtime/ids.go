@@ -123,7 +123,7 @@ type registryTx struct {
 }
 
 // update runs fn on the registry under its flock and writes it back if fn
-// changed it. Entries of roots that were removed are pruned first.
+// changed it.
 func (r uidRegistry) update(fn func(tx *registryTx) error) (pruned []rangeEntry, err error) {
 	if err := os.MkdirAll(filepath.Dir(r.path), 0o700); err != nil {
 		return nil, fmt.Errorf("uid registry: %w", err)
@@ -147,14 +147,6 @@ func (r uidRegistry) update(fn func(tx *registryTx) error) (pruned []rangeEntry,
 			return nil, fmt.Errorf("uid registry: %s: %w", r.path, err)
 		}
 	}
-	tx.t.Ranges = slices.DeleteFunc(tx.t.Ranges, func(e rangeEntry) bool {
-		if e.gone() {
-			tx.pruned = append(tx.pruned, e)
-			return true
-		}
-		return false
-	})
-	tx.dirty = len(tx.pruned) > 0
 	if err := fn(tx); err != nil {
 		return tx.pruned, err
 	}
@@ -164,6 +156,18 @@ func (r uidRegistry) update(fn func(tx *registryTx) error) (pruned []rangeEntry,
 		}
 	}
 	return tx.pruned, nil
+}
+
+// prune forgets the entries of roots that were removed.
+func (tx *registryTx) prune() {
+	tx.t.Ranges = slices.DeleteFunc(tx.t.Ranges, func(e rangeEntry) bool {
+		if e.gone() {
+			tx.pruned = append(tx.pruned, e)
+			tx.dirty = true
+			return true
+		}
+		return false
+	})
 }
 
 // find returns the entry of (root, module), if any.
@@ -198,6 +202,9 @@ func (tx *registryTx) allocate(root, module string, host hostIDs) (IDRange, erro
 		}
 		return e.ids(), nil
 	}
+	// Only a new range needs the space of removed roots: a load of a
+	// module that has its range does not pay for the check.
+	tx.prune()
 	var last hostConflict
 	for base := uint64(tx.r.base); base+IDsPerModule <= idsEnd; base += IDsPerModule {
 		ids := IDRange{Base: uint32(base), Count: IDsPerModule}
