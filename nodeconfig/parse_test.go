@@ -301,25 +301,34 @@ func TestParseProblems(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := ParseBytes("/etc/blvm/node.toml", []byte(tt.src))
-			var got []string
-			if err != nil {
-				var ps manifest.Problems
-				if !errors.As(err, &ps) {
-					t.Fatalf("error is %T, not Problems: %v", err, err)
-				}
-				for _, p := range ps {
-					got = append(got, p.String())
-				}
-				if c != nil {
-					t.Errorf("config returned with problems")
-				}
-			}
-			if !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("got\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(tt.want, "\n  "))
-			}
+			checkProblems(t, tt.src, tt.want)
 		})
 	}
+}
+
+// checkProblems parses src and compares the problems it reports, one
+// "file:line: field: message" each, with want (nil: none); it returns the
+// config when there were none.
+func checkProblems(t *testing.T, src string, want []string) *Config {
+	t.Helper()
+	c, err := ParseBytes("/etc/blvm/node.toml", []byte(src))
+	var got []string
+	if err != nil {
+		var ps manifest.Problems
+		if !errors.As(err, &ps) {
+			t.Fatalf("error is %T, not Problems: %v", err, err)
+		}
+		for _, p := range ps {
+			got = append(got, p.String())
+		}
+		if c != nil {
+			t.Errorf("config returned with problems")
+		}
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+	return c
 }
 
 func TestEffectiveDisk(t *testing.T) {

@@ -91,16 +91,8 @@ func TestExplainAboveTheCeiling(t *testing.T) {
 // names it and exits 1.
 func TestExplainDiffAcrossTheCeiling(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, caps string) string {
-		p := filepath.Join(dir, name)
-		content := "name = \"probe\"\nversion = \"1.0.0\"\nentry_point = \"probe\"\ncapabilities = [" + caps + "]\n"
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	old := write("old.toml", `"governance_read"`)
-	voting := write("new.toml", `"governance_read", "governance_vote"`)
+	old := probeManifest(t, dir, "old.toml", `"governance_read"`)
+	voting := probeManifest(t, dir, "new.toml", `"governance_read", "governance_vote"`)
 	out, errOut, code := explain(t, "--diff", old, voting)
 	if code != exitRefused {
 		t.Fatalf("exit %d, want 1; stderr %s", code, errOut)

@@ -111,18 +111,22 @@ func TestExplainThreshold(t *testing.T) {
 	}
 }
 
+// probeManifest writes a module.toml named name in dir declaring caps (a
+// TOML list body) and returns its path.
+func probeManifest(t *testing.T, dir, name, caps string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	content := "name = \"probe\"\nversion = \"1.0.0\"\nentry_point = \"probe\"\ncapabilities = [" + caps + "]\n"
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func TestExplainDiff(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, caps string) string {
-		p := filepath.Join(dir, name)
-		content := "name = \"probe\"\nversion = \"1.0.0\"\nentry_point = \"probe\"\ncapabilities = [" + caps + "]\n"
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	narrow := write("narrow.toml", `"read_blockchain"`)
-	wide := write("wide.toml", `"read_blockchain", "read_mempool"`)
+	narrow := probeManifest(t, dir, "narrow.toml", `"read_blockchain"`)
+	wide := probeManifest(t, dir, "wide.toml", `"read_blockchain", "read_mempool"`)
 	out, _, code := explain(t, "--diff", narrow, wide)
 	if code != 1 || !strings.Contains(out, "+ capability read_mempool") || !strings.Contains(out, "+ hub method mempool.GetMempoolInfo") {
 		t.Errorf("narrow -> wide: exit %d\n%s", code, out)

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/blvm/blvm-sandbox/ipc/pb"
+	"github.com/blvm/blvm-sandbox/manifest"
 )
 
 // callError is a refused or failed request: the code and message of its
@@ -82,7 +83,7 @@ func handlerFor(method string) (handler, bool) {
 	case "modules.RegisterApi":
 		return registerAPI, true
 	}
-	if provider, ok := strings.CutPrefix(method, moduleCallPrefix); ok && validModuleName(provider) {
+	if provider, ok := strings.CutPrefix(method, moduleCallPrefix); ok && manifest.ValidModuleName(provider) {
 		return func(ctx context.Context, c *conn, params []byte) ([]byte, *callError) {
 			return callModule(ctx, c, provider, params)
 		}, true

@@ -71,24 +71,6 @@ func appendHex(dst []byte, v uint64, digits int) []byte {
 	return dst
 }
 
-// validModuleName is manifest.ValidModuleName's rule, ^[a-z0-9][a-z0-9-]{0,62}$,
-// copied because ipc never reads manifests.
-func validModuleName(s string) bool {
-	if len(s) == 0 || len(s) > 63 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		ch := s[i]
-		switch {
-		case ch >= 'a' && ch <= 'z', ch >= '0' && ch <= '9':
-		case ch == '-' && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
 // validName is the rule for names a module registers (CLI commands, API
 // methods): non-empty, at most maxNameLen bytes of valid UTF-8, every rune
 // printable and none a space.

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/blvm/blvm-sandbox/manifest"
 )
 
 func TestLogText(t *testing.T) {
@@ -58,8 +60,8 @@ func TestValidModuleName(t *testing.T) {
 		"": false, "-a": false, "A": false, "a_b": false, "a.b": false, "a b": false,
 		strings.Repeat("a", 64): false, "a\x00": false, "é": false, strings.Repeat("x", 500000): false,
 	} {
-		if got := validModuleName(s); got != want {
-			t.Errorf("validModuleName(%.20q) = %v, want %v", s, got, want)
+		if got := manifest.ValidModuleName(s); got != want {
+			t.Errorf("manifest.ValidModuleName(%.20q) = %v, want %v", s, got, want)
 		}
 	}
 }
