@@ -89,13 +89,27 @@ func parentDev(root string) uint64 {
 }
 
 // gone reports positive proof that the entry's root was removed: no entry
-// at its path, while its parent sits on the filesystem recorded with it.
-// A root that is merely not mounted yet is not gone.
+// at its path, while the nearest directory above it that still exists sits
+// on the filesystem recorded with it. A root that is merely not mounted yet
+// is not gone (its mountpoint's directory is on another device); a root
+// removed with the tree around it (a test's temporary directory) is.
 func (e rangeEntry) gone() bool {
+	if e.ParentDev == 0 {
+		return false
+	}
 	if _, err := os.Lstat(e.Root); !errors.Is(err, fs.ErrNotExist) {
 		return false
 	}
-	return e.ParentDev != 0 && parentDev(e.Root) == e.ParentDev
+	for dir := filepath.Dir(e.Root); ; dir = filepath.Dir(dir) {
+		var st unix.Stat_t
+		err := unix.Stat(dir, &st)
+		if err == nil {
+			return st.Dev == e.ParentDev
+		}
+		if !errors.Is(err, unix.ENOENT) || dir == filepath.Dir(dir) {
+			return false
+		}
+	}
 }
 
 func (e rangeEntry) ids() IDRange { return IDRange{Base: e.Base, Count: e.Count} }

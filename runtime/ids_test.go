@@ -198,6 +198,12 @@ func TestRegistryKeepsUnmountedRoots(t *testing.T) {
 	if !e.gone() {
 		t.Error("a removed root under its recorded parent is not gone")
 	}
+	// Removed with the tree around it: the nearest directory left is on
+	// the recorded device.
+	os.RemoveAll(filepath.Dir(filepath.Dir(e.Root)))
+	if !e.gone() {
+		t.Error("a root removed with its parents is not gone")
+	}
 	if (rangeEntry{Root: e.Root}).gone() {
 		t.Error("an entry without a recorded device counted as gone")
 	}
