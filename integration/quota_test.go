@@ -586,6 +586,60 @@ func TestRootQuotaRefusals(t *testing.T) {
 	}
 }
 
+// TestRootQuotaRefusesForeignAttach: an image bound to a loop device the
+// runtime did not mount (a second mount of one ext4 corrupts it), or a
+// mountpoint holding another filesystem, is refused and left as it is.
+func TestRootQuotaRefusesForeignAttach(t *testing.T) {
+	root, b := quotaRoot(t)
+	s := quotaSpec(root, "foreign", 16<<20, 2048)
+	m, err := b.Attach(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Detach(m); err != nil {
+		t.Fatal(err)
+	}
+
+	out, err := exec.Command("losetup", "-f", "--show", s.Image).CombinedOutput()
+	if err != nil {
+		t.Fatalf("losetup: %v: %s", err, out)
+	}
+	loop := strings.TrimSpace(string(out))
+	_, err = b.Attach(s)
+	if err == nil || !strings.Contains(err.Error(), "already attached to "+loop+" but not mounted") {
+		t.Errorf("image bound to %s elsewhere: %v", loop, err)
+	}
+	if mounted, _ := mountinfo.Mounted(s.Mountpoint); mounted {
+		t.Errorf("the refusal mounted %s", s.Mountpoint)
+	}
+	if out, err := exec.Command("losetup", "-d", loop).CombinedOutput(); err != nil {
+		t.Fatalf("losetup -d: %v: %s", err, out)
+	}
+
+	if err := unix.Mount("tmpfs", s.Mountpoint, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.Attach(s)
+	if err == nil || !strings.Contains(err.Error(), "already has tmpfs (tmpfs) mounted on it") {
+		t.Errorf("tmpfs on the mountpoint: %v", err)
+	}
+	if err := b.Detach(&quota.Mount{Spec: s, Kind: quota.KindImage}); err == nil || !strings.Contains(err.Error(), "left alone") {
+		t.Errorf("detach of a foreign mount: %v, want left alone", err)
+	}
+	if mounted, _ := mountinfo.Mounted(s.Mountpoint); !mounted {
+		t.Error("detach unmounted a filesystem that is not the module's image")
+	}
+	if err := unix.Unmount(s.Mountpoint, 0); err != nil {
+		t.Fatal(err)
+	}
+	if m, err = b.Attach(s); err != nil {
+		t.Fatalf("after the fixes: %v", err)
+	}
+	if err := b.Detach(m); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestRootQuotaProbe: the real probe on this machine's filesystem names the
 // backend and, for the image backend, why project quotas are out.
 func TestRootQuotaProbe(t *testing.T) {

@@ -55,18 +55,18 @@ func (b *imageBackend) Attach(s Spec) (*Mount, error) {
 	if err != nil {
 		return nil, fmt.Errorf("module %s: %w", s.Name, err)
 	}
-	loops, err := loopsBacking(s.Image)
-	if err != nil {
-		return nil, fmt.Errorf("module %s: list loop devices: %w", s.Name, err)
-	}
 	if cur != nil {
 		// Mounted already (a restart within one runtime): it must be ours.
-		dev := loopFor(loops, cur)
-		if dev == "" {
+		l, ok := mountedLoop(cur)
+		if !ok || l.Backing != s.Image {
 			return nil, fmt.Errorf("module %s: %s already has %s (%s) mounted on it, not the image %s",
 				s.Name, s.Mountpoint, cur.Source, cur.FSType, s.Image)
 		}
-		return b.attached(s, dev)
+		return b.attached(s, l.Path)
+	}
+	loops, err := loopsBacking(s.Image)
+	if err != nil {
+		return nil, fmt.Errorf("module %s: list loop devices: %w", s.Name, err)
 	}
 	if len(loops) > 0 {
 		return nil, fmt.Errorf("module %s: image %s is already attached to %s but not mounted on %s; recover the runtime root first",
@@ -300,17 +300,18 @@ func (b *imageBackend) Detach(m *Mount) error {
 	if err != nil {
 		return fmt.Errorf("module %s: %w", s.Name, err)
 	}
-	loops, err := loopsBacking(s.Image)
-	if err != nil {
-		return fmt.Errorf("module %s: list loop devices: %w", s.Name, err)
-	}
+	var loops []loopDevice
 	if cur != nil {
-		if loopFor(loops, cur) == "" {
+		l, ok := mountedLoop(cur)
+		if !ok || l.Backing != s.Image {
 			return fmt.Errorf("module %s: %s has %s mounted on it, not the image %s; left alone", s.Name, s.Mountpoint, cur.Source, s.Image)
 		}
 		if err := unmount(s.Mountpoint); err != nil {
 			return fmt.Errorf("module %s: %w", s.Name, err)
 		}
+		loops = []loopDevice{l}
+	} else if loops, err = loopsBacking(s.Image); err != nil {
+		return fmt.Errorf("module %s: list loop devices: %w", s.Name, err)
 	}
 	var errs []error
 	for _, l := range loops {
@@ -379,14 +380,9 @@ func mountAt(dir string) (*mountinfo.Info, error) {
 	return ms[len(ms)-1], nil
 }
 
-// loopFor returns the loop device of loops that m is mounted from, or "".
-func loopFor(loops []loopDevice, m *mountinfo.Info) string {
-	for _, l := range loops {
-		if l.Dev == unix.Mkdev(uint32(m.Major), uint32(m.Minor)) {
-			return l.Path
-		}
-	}
-	return ""
+// mountedLoop returns the loop device m is mounted from, if it is one.
+func mountedLoop(m *mountinfo.Info) (loopDevice, bool) {
+	return loopAt(unix.Mkdev(uint32(m.Major), uint32(m.Minor)))
 }
 
 // emptyDir refuses a mountpoint with files in it: the mount would hide

@@ -113,10 +113,15 @@ func parseDevNum(s string) (uint64, error) {
 }
 
 // loopsBacking returns the bound loop devices whose backing file is path.
+// It looks only at loop devices with a size, which /proc/partitions lists
+// in one read: a host keeps every loop device it ever used (a hundred here,
+// 0.6 ms to read each one's sysfs files), and an image is never empty.
 func loopsBacking(path string) ([]loopDevice, error) {
-	all, err := loopDevices()
+	all, err := sizedLoops()
 	if err != nil {
-		return nil, err
+		if all, err = loopDevices(); err != nil {
+			return nil, err
+		}
 	}
 	var out []loopDevice
 	for _, l := range all {
@@ -125,6 +130,49 @@ func loopsBacking(path string) ([]loopDevice, error) {
 		}
 	}
 	return out, nil
+}
+
+// sizedLoops lists the bound loop devices that have a size.
+func sizedLoops() ([]loopDevice, error) {
+	b, err := os.ReadFile("/proc/partitions")
+	if err != nil {
+		return nil, err
+	}
+	var out []loopDevice
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 4 || !strings.HasPrefix(f[3], "loop") {
+			continue
+		}
+		maj, err1 := strconv.ParseUint(f[0], 10, 32)
+		min, err2 := strconv.ParseUint(f[1], 10, 32)
+		if err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("/proc/partitions: %q: want major minor blocks name", line)
+		}
+		if l, ok := loopAt(unix.Mkdev(uint32(maj), uint32(min))); ok {
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}
+
+// loopAt returns the loop device with device number dev, if it is one and
+// it is bound: the device a mount comes from, without listing them all.
+func loopAt(dev uint64) (loopDevice, bool) {
+	sys := fmt.Sprintf("/sys/dev/block/%d:%d", unix.Major(dev), unix.Minor(dev))
+	b, err := os.ReadFile(filepath.Join(sys, "loop", "backing_file"))
+	if err != nil {
+		return loopDevice{}, false
+	}
+	target, err := os.Readlink(sys)
+	if err != nil {
+		return loopDevice{}, false
+	}
+	return loopDevice{
+		Path:    "/dev/" + filepath.Base(target),
+		Dev:     dev,
+		Backing: strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)"),
+	}, true
 }
 
 // clearLoop unbinds a loop device nobody uses, and waits until sysfs shows
