@@ -23,3 +23,20 @@ BenchmarkSeal-2 	 1	 400000000 ns/op	 600.00 MB/s
 		t.Fatalf("seal %+v", res["BenchmarkSeal"])
 	}
 }
+
+// A peer that did not run (not installed: its benchmark skipped) is named,
+// so that no table is written with a hole where the comparison should be.
+func TestMissingPairsNamesAbsentPeers(t *testing.T) {
+	in := `BenchmarkColdStart-2   	 20	  30000000 ns/op
+--- SKIP: BenchmarkPeerRunc
+BenchmarkPeerCrun-2   	 20	  25000000 ns/op
+`
+	res, _, _ := parse(strings.NewReader(in))
+	got := missingPairs(res, pairs{"BenchmarkColdStart=BenchmarkPeerCrun", "BenchmarkColdStart=BenchmarkPeerRunc", "BenchmarkRestart=BenchmarkPeerRunc"})
+	if strings.Join(got, ",") != "BenchmarkPeerRunc,BenchmarkRestart" {
+		t.Errorf("missing %v, want BenchmarkPeerRunc,BenchmarkRestart", got)
+	}
+	if got := missingPairs(res, pairs{"BenchmarkColdStart=BenchmarkPeerCrun"}); len(got) != 0 {
+		t.Errorf("missing %v with both present", got)
+	}
+}
