@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -40,13 +41,29 @@ func buildModule(b *testing.B) {
 	built = testbuild.Static(b)
 }
 
+// The catalog is loaded once and shared by every policy, as the manager
+// does: a catalog per module would count its strings against each module.
+var (
+	catalogOnce sync.Once
+	theCatalog  *capabilities.Catalog
+	catalogErr  error
+)
+
+func catalog(b *testing.B) *capabilities.Catalog {
+	catalogOnce.Do(func() { theCatalog, catalogErr = capabilities.Default() })
+	if catalogErr != nil {
+		b.Fatal(catalogErr)
+	}
+	return theCatalog
+}
+
 func compileHostile(b *testing.B, name string, host policy.Host) *policy.Policy {
 	b.Helper()
 	m, err := manifest.ParseBytes("module.toml", []byte(fmt.Sprintf("name = %q\nversion = \"1.0.0\"\nentry_point = \"hostile\"\ncapabilities = [\"read_blockchain\"]\n", name)))
 	if err != nil {
 		b.Fatal(err)
 	}
-	cat, _ := capabilities.Default()
+	cat := catalog(b)
 	cfg := nodeconfig.Default()
 	set, err := cat.Resolve(m, cfg)
 	if err != nil {
