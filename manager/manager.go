@@ -39,6 +39,10 @@ type Options struct {
 	// UIDRegistry is the host-wide uid range registry ("":
 	// runtime.DefaultUIDRegistry).
 	UIDRegistry string
+	// Owner is the root's owner lock, if the caller took it already
+	// (runtime.LockRoot); else the supervisor takes it. Either way a root
+	// another supervisor owns is refused with a runtime.RootBusyError.
+	Owner *runtime.RootLock
 }
 
 // Manager loads, supervises and unloads modules in dependency order, and
@@ -113,7 +117,7 @@ func New(opts Options) (*Manager, error) {
 	sup, err := runtime.NewSupervisor(runtime.Options{
 		Root: opts.Config.Paths.Root, Shim: opts.Shim, Host: opts.Host,
 		Grace: sb.StopGrace, Ready: sb.ReadyTimeout, Logger: opts.Logger,
-		UIDBase: uint32(sb.UIDBase), UIDRegistry: opts.UIDRegistry,
+		UIDBase: uint32(sb.UIDBase), UIDRegistry: opts.UIDRegistry, Owner: opts.Owner,
 		Restart: runtime.RestartPolicy{Delay: sb.RestartDelay, MaxDelay: sb.RestartMaxDelay, MaxCrashes: sb.MaxCrashes, Window: sb.CrashWindow},
 		OnEvent: m.onRuntimeEvent,
 	})

@@ -45,12 +45,30 @@ func (e *RootBusyError) Error() string {
 
 func (e *RootBusyError) Is(target error) bool { return target == ErrRootBusy }
 
-// rootLock is a held owner lock.
-type rootLock struct{ f *os.File }
+// RootLock is a held owner lock.
+type RootLock struct {
+	root string
+	f    *os.File
+}
+
+// LockRoot takes root's owner lock for a program that opens other files
+// under the root (the dev chain) before it makes its Supervisor, and hands
+// the lock to it in Options.Owner. A RootBusyError names the owner.
+func LockRoot(root string) (*RootLock, error) {
+	l := Layout{Root: root}
+	if err := os.MkdirAll(l.StateDir(), 0o700); err != nil {
+		return nil, fmt.Errorf("owner lock: %w", err)
+	}
+	return lockRoot(l)
+}
+
+// Release gives up the lock (Supervisor.Close does it for the lock it
+// holds).
+func (r *RootLock) Release() { r.release() }
 
 // lockRoot takes the root's owner lock without waiting and records this
 // process's pid in it. The state dir must exist.
-func lockRoot(l Layout) (*rootLock, error) {
+func lockRoot(l Layout) (*RootLock, error) {
 	path := l.OwnerLock()
 	// O_CLOEXEC (Go's default): no container init or module inherits it.
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
@@ -74,17 +92,24 @@ func lockRoot(l Layout) (*rootLock, error) {
 	if err := f.Truncate(0); err == nil {
 		_, err = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
-	return &rootLock{f: f}, nil
+	abs, _ := filepath.Abs(l.Root)
+	return &RootLock{root: abs, f: f}, nil
 }
 
 // release drops the lock; the pid stays in the file, harmless, as the
 // lock and not the file's content says who owns the root.
-func (r *rootLock) release() {
+func (r *RootLock) release() {
 	if r == nil || r.f == nil {
 		return
 	}
 	r.f.Close() // closing the last fd drops the flock
 	r.f = nil
+}
+
+// holds reports whether r is a held lock on root.
+func (r *RootLock) holds(root string) bool {
+	abs, err := filepath.Abs(root)
+	return r != nil && r.f != nil && err == nil && abs == r.root
 }
 
 // processName is pid's command line, shortened, for the refusal message.

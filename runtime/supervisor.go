@@ -74,7 +74,10 @@ type Options struct {
 	// when nil); tests inject one. With no backend the supervisor refuses
 	// to start: a quota the policy promises must hold.
 	DiskProbe quota.Prober
-	Logger    *slog.Logger
+	// Owner is the root's owner lock when the caller took it already
+	// (LockRoot); the supervisor takes it when nil. Close releases it.
+	Owner  *RootLock
+	Logger *slog.Logger
 	// OnEvent is called for every state change, in order per module. It
 	// must not block for long.
 	OnEvent func(Event)
@@ -129,7 +132,7 @@ type Supervisor struct {
 	log        *slog.Logger
 	disk       quota.Backend
 	diskChoice quota.Choice
-	owner      *rootLock // held from NewSupervisor to Close
+	owner      *RootLock // held from NewSupervisor to Close
 
 	mu      sync.Mutex
 	modules map[string]*supervised
@@ -196,9 +199,12 @@ func NewSupervisor(opts Options) (*Supervisor, error) {
 		return nil, fmt.Errorf("supervisor: %w", err)
 	}
 	// Before recovery: whatever recovery finds must be nobody's.
-	owner, err := lockRoot(s.layout)
-	if err != nil {
-		return nil, fmt.Errorf("supervisor: %w", err)
+	owner := opts.Owner
+	if owner == nil || !owner.holds(opts.Root) {
+		var err error
+		if owner, err = lockRoot(s.layout); err != nil {
+			return nil, fmt.Errorf("supervisor: %w", err)
+		}
 	}
 	s.owner = owner
 	warn := func(err error) { s.log.Warn("recover", "err", err) }
