@@ -155,8 +155,9 @@ func runUp(stderr io.Writer, f *upFlags) error {
 	loadDone := make(chan error, 1)
 	go func() { loadDone <- mgr.LoadAll(ctx) }()
 	var adminErr error
+	loading := true
 wait:
-	for loading := true; ; {
+	for {
 		select {
 		case err := <-loadDone:
 			if err != nil {
@@ -188,7 +189,9 @@ wait:
 	log.Info("shutting down: stopping modules in reverse dependency order")
 	sctx, cancel := context.WithTimeout(context.Background(), f.shutdown)
 	defer cancel()
-	<-loadDone // ends soon: its context is cancelled
+	if loading {
+		<-loadDone // ends soon: its context is cancelled
+	}
 	shutErr := mgr.Shutdown(sctx)
 	stopServing()
 	if adminErr == nil {
