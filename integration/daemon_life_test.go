@@ -341,9 +341,6 @@ func TestRootDaemonLifeExitCodes(t *testing.T) {
 		if _, err := d.client.Modules(context.Background()); err != nil {
 			t.Errorf("the first daemon stopped answering: %v", err)
 		}
-		if _, err := os.Stat(filepath.Join(d.root+"-other", "state", "containers")); err == nil {
-			t.Errorf("the refused daemon prepared its root anyway")
-		}
 	})
 	t.Run("unsafe socket dir", func(t *testing.T) {
 		open, _ := os.MkdirTemp("", "blvm-open-")
