@@ -95,9 +95,11 @@ func (m *Manager) Reload(ctx context.Context) (*admin.ReloadReport, error) {
 				made[mod.name] = prep
 				break
 			}
+			// Kept either way: a module that requires one that restarts
+			// restarts too, with this.
+			made[mod.name] = prep
 			if why := changed(mod.running, prep); why != "" {
 				res.Action, res.Reason = admin.ReloadRestarted, why
-				made[mod.name] = prep
 			}
 		}
 		action[mod.name] = res

@@ -40,7 +40,7 @@ func (e *RootBusyError) Error() string {
 			who += " (" + e.Command + ")"
 		}
 	}
-	return fmt.Sprintf("runtime root %s is owned by %s: one supervisor per root, and a second one would kill its modules as orphans", e.Root, who)
+	return fmt.Sprintf("runtime root %s is owned by %s: one supervisor per root (a second would kill its modules as orphans); drive that one, stop it first, or use a root of your own", e.Root, who)
 }
 
 func (e *RootBusyError) Is(target error) bool { return target == ErrRootBusy }

@@ -152,6 +152,13 @@ func runUp(stderr io.Writer, f *upFlags) error {
 	if err := mgr.Discover(ctx); err != nil {
 		log.Error("discovery", "err", err)
 	}
+	// STATUS= follows the modules, so that systemctl status shows the
+	// counts of now; the stream ends with the shutdown.
+	go func() {
+		for range mgr.Subscribe(serveCtx) {
+			notify(statusLine(mgr.Modules()))
+		}
+	}()
 	loadDone := make(chan error, 1)
 	go func() { loadDone <- mgr.LoadAll(ctx) }()
 	var adminErr error
