@@ -95,12 +95,14 @@ func TestRootDaemonLifeOneOwnerPerRoot(t *testing.T) {
 		if r.code == 0 || !strings.Contains(r.stderr, owner) || !strings.Contains(r.stderr, "--root") {
 			t.Fatalf("run on the daemon's root: exit %d, stderr %q; want non-zero naming %s and --root", r.code, r.stderr, owner)
 		}
+		t.Logf("run: exit %d: %s", r.code, r.stderr)
 	})
 	t.Run("a second up", func(t *testing.T) {
 		r := upAgain(t, d.bin, filepath.Join(d.dir, "node.toml"), filepath.Join(d.dir, "second.sock"))
 		if r.code == 0 || !strings.Contains(r.stderr, owner) {
 			t.Fatalf("second up: exit %d, stderr %q; want non-zero naming %s", r.code, r.stderr, owner)
 		}
+		t.Logf("second up: exit %d: %s", r.code, r.stderr)
 		if _, err := os.Lstat(filepath.Join(d.dir, "second.sock")); err == nil {
 			t.Error("the refused daemon left its admin socket behind")
 		}
