@@ -191,6 +191,7 @@ func TestRootDaemonLifeReload(t *testing.T) {
 		if r.code != 0 {
 			t.Fatalf("reload: %+v", r)
 		}
+		t.Logf("reload:\n%s", r.stdout)
 		for _, want := range [][]string{{"governance-voter", "started"}, {"block-logger", "unchanged"}, {"stratum-v2", "unchanged"}} {
 			if !slices.ContainsFunc(strings.Split(r.stdout, "\n"), func(l string) bool {
 				f := strings.Fields(l)
@@ -289,6 +290,12 @@ func TestRootDaemonLifeConcurrentStart(t *testing.T) {
 		if r := runCLI(t, d.bin, "--admin-socket", d.client.Socket, "cli", "block-logger", "recent", "1"); r.code != 0 {
 			t.Fatalf("round %d: block-logger's CLI: %+v", round, r)
 		}
+		// The hub still serves its socket: a restart connects again.
+		syscall.Kill(pid, syscall.SIGKILL)
+		d.waitFor("block-logger restarted after SIGKILL", func(m []admin.ModuleInfo) bool {
+			s := state(m, "block-logger")
+			return s.State == "running" && s.Pid != pid
+		})
 	}
 }
 

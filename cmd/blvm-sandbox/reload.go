@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
@@ -67,6 +68,7 @@ func printReload(stdout, stderr io.Writer, rep *admin.ReloadReport) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Module, r.Action, termesc.String(why))
 	}
 	tw.Flush()
+	fmt.Fprintf(stdout, "reloaded %s in %s\n", termesc.String(rep.Config), rep.Took.Round(time.Millisecond))
 	if failed > 0 {
 		return refused(fmt.Errorf("reload: %d module(s) did not start; see their reasons above", failed))
 	}
