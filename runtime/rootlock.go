@@ -106,6 +106,14 @@ func (r *RootLock) release() {
 	r.f = nil
 }
 
+// own returns given if it is a held lock on this root, else takes one.
+func (l Layout) own(given *RootLock) (*RootLock, error) {
+	if given.holds(l.Root) {
+		return given, nil
+	}
+	return lockRoot(l)
+}
+
 // holds reports whether r is a held lock on root.
 func (r *RootLock) holds(root string) bool {
 	abs, err := filepath.Abs(root)

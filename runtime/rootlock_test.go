@@ -33,3 +33,27 @@ func TestOwnerLockOneOwner(t *testing.T) {
 	}
 	again.release()
 }
+
+func TestOwnAdoptsOnlyALockOnItsRoot(t *testing.T) {
+	root := t.TempDir()
+	held, err := LockRoot(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release()
+	l := Layout{Root: root}
+	if got, err := l.own(held); err != nil || got != held {
+		t.Errorf("own(the lock on this root) = %p, %v; want it adopted", got, err)
+	}
+	if _, err := l.own(nil); !errors.Is(err, ErrRootBusy) {
+		t.Errorf("own(nil) on a held root = %v, want ErrRootBusy", err)
+	}
+	other, err := LockRoot(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Release()
+	if _, err := l.own(other); !errors.Is(err, ErrRootBusy) {
+		t.Errorf("own(a lock on another root) = %v, want its own attempt, refused", err)
+	}
+}

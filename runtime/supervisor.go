@@ -199,12 +199,9 @@ func NewSupervisor(opts Options) (*Supervisor, error) {
 		return nil, fmt.Errorf("supervisor: %w", err)
 	}
 	// Before recovery: whatever recovery finds must be nobody's.
-	owner := opts.Owner
-	if owner == nil || !owner.holds(opts.Root) {
-		var err error
-		if owner, err = lockRoot(s.layout); err != nil {
-			return nil, fmt.Errorf("supervisor: %w", err)
-		}
+	owner, err := s.layout.own(opts.Owner)
+	if err != nil {
+		return nil, fmt.Errorf("supervisor: %w", err)
 	}
 	s.owner = owner
 	warn := func(err error) { s.log.Warn("recover", "err", err) }
