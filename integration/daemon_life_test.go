@@ -30,11 +30,12 @@ import (
 // live install, load and reload, exit codes and readiness. Every check
 // drives the real binary from outside and looks at the host side.
 
-// pids maps each running module to its host pid.
+// pids maps each running example module to its host pid (the crasher's
+// comes and goes).
 func pids(mods []admin.ModuleInfo) map[string]int {
 	out := map[string]int{}
 	for _, m := range mods {
-		if m.State == "running" {
+		if m.State == "running" && slices.Contains(exampleModules, m.Name) {
 			out[m.Name] = m.Pid
 		}
 	}
