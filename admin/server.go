@@ -124,6 +124,17 @@ func (s *Server) Serve(ctx context.Context) error {
 	return nil
 }
 
+// Close removes the socket of a server that Listened but will not Serve
+// (the daemon failed to start after it).
+func (s *Server) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln != nil && s.base == nil {
+		s.ln.remove()
+		s.ln = nil
+	}
+}
+
 func (s *Server) routes() http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(newCollector(s.m))
@@ -139,6 +150,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /v1/cli", s.handleCliSpecs)
 	mux.HandleFunc("POST /v1/modules/{name}/cli", s.handleRunCli)
 	mux.HandleFunc("GET /v1/events", s.handleEvents)
+	mux.HandleFunc("POST /v1/reload", s.handleReload)
+	mux.HandleFunc("POST /v1/install", s.handleInstall)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog:      slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		ErrorHandling: promhttp.ContinueOnError,
@@ -280,7 +293,18 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	for {
 		select {
 		case <-r.Context().Done():
-			return
+			// What the manager published before the daemon stopped still
+			// goes out: the unload events of its shutdown.
+			for {
+				select {
+				case ev, ok := <-events:
+					if !ok || enc.Encode(ev) != nil || rc.Flush() != nil {
+						return
+					}
+				default:
+					return
+				}
+			}
 		case ev, ok := <-events:
 			if !ok {
 				return

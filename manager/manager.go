@@ -39,6 +39,10 @@ type Options struct {
 	// UIDRegistry is the host-wide uid range registry ("":
 	// runtime.DefaultUIDRegistry).
 	UIDRegistry string
+	// Owner is the root's owner lock, if the caller took it already
+	// (runtime.LockRoot); else the supervisor takes it. Either way a root
+	// another supervisor owns is refused with a runtime.RootBusyError.
+	Owner *runtime.RootLock
 }
 
 // Manager loads, supervises and unloads modules in dependency order, and
@@ -51,15 +55,26 @@ type Manager struct {
 	hub     *hub.Hub
 	log     *slog.Logger
 
-	mu      sync.Mutex
-	known   map[string]*entry // every discovered module
-	order   []string          // loaded modules, in load order
-	subs    map[chan admin.Event]struct{}
-	closing bool
+	// bulk serializes what acts on many modules at once: LoadAll, Reload
+	// and Shutdown.
+	bulk sync.Mutex
+
+	mu       sync.Mutex
+	known    map[string]*entry // every discovered module
+	order    []string          // loaded modules, in load order
+	subs     map[chan admin.Event]struct{}
+	closing  bool // Shutdown has begun: no more loads
+	shutDown bool // Shutdown has ended: no more events
 }
 
 // entry is one discovered module.
 type entry struct {
+	// op serializes loads and unloads of this module: two concurrent starts
+	// must not both prepare it, or the loser's cleanup would undo the
+	// winner's load. Taken through lockEntry, never while holding mu, and
+	// never two at once.
+	op sync.Mutex
+
 	cand     Candidate
 	prep     *loader.Prepared // set while loaded
 	loaded   bool
@@ -67,6 +82,10 @@ type entry struct {
 	reason   string // why refused or failed
 	lastExit string
 	restarts int // as last reported by the supervisor
+	// ended is the unload event of a module that ended by itself (failed,
+	// exited, expired) whose supervisor and hub state is not yet cleaned
+	// up; reapLocked does it and publishes this.
+	ended *admin.Event
 }
 
 // StateRefused marks a module that could not load: verification, its
@@ -98,7 +117,7 @@ func New(opts Options) (*Manager, error) {
 	sup, err := runtime.NewSupervisor(runtime.Options{
 		Root: opts.Config.Paths.Root, Shim: opts.Shim, Host: opts.Host,
 		Grace: sb.StopGrace, Ready: sb.ReadyTimeout, Logger: opts.Logger,
-		UIDBase: uint32(sb.UIDBase), UIDRegistry: opts.UIDRegistry,
+		UIDBase: uint32(sb.UIDBase), UIDRegistry: opts.UIDRegistry, Owner: opts.Owner,
 		Restart: runtime.RestartPolicy{Delay: sb.RestartDelay, MaxDelay: sb.RestartMaxDelay, MaxCrashes: sb.MaxCrashes, Window: sb.CrashWindow},
 		OnEvent: m.onRuntimeEvent,
 	})
@@ -109,8 +128,19 @@ func New(opts Options) (*Manager, error) {
 	return m, nil
 }
 
+// config is the node config in force (Reload replaces it).
+func (m *Manager) config() *nodeconfig.Config {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cfg
+}
+
 // Discover scans every source. A module whose manifest cannot be read is
-// listed as refused with the parse errors; the others are unaffected.
+// listed as refused with the parse errors; the others are unaffected. It
+// runs again at every load, install and reload: a new module or a new
+// version of one that is not loaded is seen, a module whose folder is gone
+// and that is not loaded is forgotten. A loaded module keeps what it was
+// loaded from, and so does one that a load or unload is busy with.
 func (m *Manager) Discover(ctx context.Context) error {
 	var found []Candidate
 	for _, s := range m.opts.Sources {
@@ -120,15 +150,22 @@ func (m *Manager) Discover(ctx context.Context) error {
 		}
 		found = append(found, cs...)
 	}
+	type seen struct {
+		e *entry
+		c Candidate
+	}
+	var update []seen
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	present := map[string]bool{}
 	for _, c := range found {
 		name := filepath.Base(c.Dir)
 		if c.Manifest != nil {
 			name = c.Manifest.Name
 		}
-		if e, ok := m.known[name]; ok && e.loaded {
-			continue // a loaded module keeps what it was loaded from
+		present[name] = true
+		if e, ok := m.known[name]; ok {
+			update = append(update, seen{e, c})
+			continue
 		}
 		e := &entry{cand: c, state: string(runtime.Stopped)}
 		if c.Err != nil {
@@ -136,7 +173,70 @@ func (m *Manager) Discover(ctx context.Context) error {
 		}
 		m.known[name] = e
 	}
+	for name, e := range m.known {
+		if !present[name] {
+			update = append(update, seen{e: e, c: Candidate{Dir: name}})
+		}
+	}
+	m.mu.Unlock()
+	for _, u := range update {
+		if !u.e.op.TryLock() {
+			continue // an action on it is under way and keeps its view
+		}
+		m.mu.Lock()
+		if !u.e.loaded && u.e.ended == nil {
+			if u.c.Manifest == nil && u.c.Err == nil {
+				delete(m.known, filepath.Base(u.c.Dir)) // its folder is gone
+			} else {
+				u.e.rediscovered(u.c)
+			}
+		}
+		m.mu.Unlock()
+		u.e.op.Unlock()
+	}
 	return nil
+}
+
+// rediscovered takes what discovery found now for a module that is not
+// loaded. A refusal is kept unless the module changed: it may be about its
+// signatures or the config, which a load checks again anyway.
+func (e *entry) rediscovered(c Candidate) {
+	changed := c.Dir != e.cand.Dir || (c.Err == nil) != (e.cand.Err == nil) ||
+		(c.Manifest != nil && e.cand.Manifest != nil && (c.Manifest.Version != e.cand.Manifest.Version || binaryHash(c.Manifest) != binaryHash(e.cand.Manifest)))
+	e.cand = c
+	switch {
+	case c.Err != nil:
+		e.state, e.reason = StateRefused, c.Err.Error()
+	case changed && (e.state == StateRefused || e.state == string(runtime.Stopped)):
+		e.state, e.reason = string(runtime.Stopped), ""
+	}
+}
+
+func binaryHash(man *manifest.Manifest) string {
+	if man.Binary == nil {
+		return ""
+	}
+	return man.Binary.Hash
+}
+
+// lockEntry takes module name's op lock; nil when no such module is known.
+func (m *Manager) lockEntry(name string) (*entry, func()) {
+	for {
+		m.mu.Lock()
+		e, ok := m.known[name]
+		m.mu.Unlock()
+		if !ok {
+			return nil, nil
+		}
+		e.op.Lock()
+		m.mu.Lock()
+		same := m.known[name] == e
+		m.mu.Unlock()
+		if same {
+			return e, e.op.Unlock
+		}
+		e.op.Unlock() // forgotten by a rediscovery meanwhile
+	}
 }
 
 // LoadAll loads every enabled, discovered module in dependency order. A
@@ -145,35 +245,74 @@ func (m *Manager) Discover(ctx context.Context) error {
 // (the slow part) run ahead, a few modules at a time; each module is then
 // started only after the modules it requires are running.
 func (m *Manager) LoadAll(ctx context.Context) error {
-	plan := m.plan(func(name string) bool { return m.cfg.IsEnabled(name) })
+	m.bulk.Lock()
+	defer m.bulk.Unlock()
+	cfg := m.config()
+	return m.loadPlanned(ctx, func(name string) bool { return cfg.IsEnabled(name) }, nil)
+}
+
+// loadPlanned loads the modules include selects, in dependency order, with
+// the preparations already made (by name) where given. A module already
+// loaded is left alone.
+func (m *Manager) loadPlanned(ctx context.Context, include func(string) bool, made map[string]*loader.Prepared) error {
+	plan := m.plan(include)
 	for name, why := range plan.Refused {
-		m.refuse(name, why)
+		m.mu.Lock()
+		e := m.known[name]
+		running := e != nil && e.loaded
+		m.mu.Unlock()
+		if !running {
+			m.refuse(name, why)
+		}
 	}
 	ahead := m.opts.PrepareAhead
 	if ahead <= 0 {
 		ahead = 4
 	}
-	prepared := make([]chan error, len(plan.Order))
+	type prepared struct {
+		e      *entry
+		unlock func()
+		err    error
+	}
+	results := make([]chan prepared, len(plan.Order))
 	slots := make(chan struct{}, ahead)
 	for i := range plan.Order {
-		prepared[i] = make(chan error, 1)
+		results[i] = make(chan prepared, 1)
 	}
 	go func() {
 		for i, name := range plan.Order {
 			select {
 			case slots <- struct{}{}:
 			case <-ctx.Done():
-				prepared[i] <- ctx.Err()
+				results[i] <- prepared{err: ctx.Err()}
 				continue
 			}
-			go func() { prepared[i] <- m.prepare(ctx, name) }()
+			go func() {
+				// Held from prepare to run: a start from the admin API
+				// meanwhile waits, then finds the module loaded.
+				e, unlock := m.lockEntry(name)
+				if e == nil {
+					results[i] <- prepared{err: fmt.Errorf("load %s: %w", name, admin.ErrUnknownModule)}
+					return
+				}
+				m.reapLocked(name, e)
+				if m.isLoaded(e) {
+					results[i] <- prepared{unlock: unlock}
+					return
+				}
+				results[i] <- prepared{e: e, unlock: unlock, err: m.prepare(ctx, name, e, made[name])}
+			}()
 		}
 	}()
 	var errs []error
 	for i, name := range plan.Order {
-		err := <-prepared[i]
-		if err == nil {
-			err = m.run(ctx, name)
+		r := <-results[i]
+		err := r.err
+		if err == nil && r.e != nil {
+			err = m.run(ctx, name, r.e)
+		}
+		if r.unlock != nil {
+			r.unlock()
 		}
 		<-slots
 		if err != nil {
@@ -181,6 +320,12 @@ func (m *Manager) LoadAll(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func (m *Manager) isLoaded(e *entry) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return e.loaded
 }
 
 // plan orders the discovered modules that include selects.
@@ -192,8 +337,9 @@ func (m *Manager) plan(include func(string) bool) Plan {
 			mods[name] = e.cand.Manifest
 		}
 	}
+	version := m.cfg.Node.Version
 	m.mu.Unlock()
-	return PlanLoad(mods, m.cfg.Node.Version)
+	return PlanLoad(mods, version)
 }
 
 func (m *Manager) refuse(name, why string) {
@@ -207,18 +353,32 @@ func (m *Manager) refuse(name, why string) {
 }
 
 // Load verifies module name and starts it. Its required dependencies must
-// be loaded already.
+// be loaded already. It discovers again first, so that a module installed
+// since the daemon started, or a new version of this one, is what loads.
 func (m *Manager) Load(ctx context.Context, name string) error {
-	m.mu.Lock()
-	e, ok := m.known[name]
-	if !ok {
-		m.mu.Unlock()
+	if err := m.Discover(ctx); err != nil {
+		return fmt.Errorf("load %s: %w", name, err)
+	}
+	e, unlock := m.lockEntry(name)
+	if e == nil {
 		return fmt.Errorf("%w: %s", admin.ErrUnknownModule, name)
 	}
-	loaded := e.loaded
+	defer unlock()
+	return m.loadLocked(ctx, name, e, nil)
+}
+
+// loadLocked is Load with e's op lock held; prep, when set, is a
+// preparation already made under the config in force.
+func (m *Manager) loadLocked(ctx context.Context, name string, e *entry, prep *loader.Prepared) error {
+	m.reapLocked(name, e)
+	m.mu.Lock()
+	loaded, closing := e.loaded, m.closing
 	m.mu.Unlock()
 	if loaded {
 		return nil
+	}
+	if closing {
+		return fmt.Errorf("load %s: %w: the daemon is shutting down", name, admin.ErrConflict)
 	}
 	// The plan is checked again against what runs now: the node version,
 	// and the loaded dependencies' versions against the constraints.
@@ -229,10 +389,10 @@ func (m *Manager) Load(ctx context.Context, name string) error {
 		m.refuse(name, p)
 		return fmt.Errorf("load %s: %w: %s", name, admin.ErrConflict, p)
 	}
-	if err := m.prepare(ctx, name); err != nil {
+	if err := m.prepare(ctx, name, e, prep); err != nil {
 		return err
 	}
-	return m.run(ctx, name)
+	return m.run(ctx, name, e)
 }
 
 // depsLoaded refuses module name unless every module it requires runs.
@@ -259,17 +419,24 @@ func (m *Manager) depsLoaded(name string) error {
 	return nil
 }
 
-// prepare verifies the module, compiles its policy, attaches its socket to
-// the hub and creates its container, ready to run.
-func (m *Manager) prepare(ctx context.Context, name string) error {
+// prepareDir verifies the module in dir and compiles its policy under cfg.
+func (m *Manager) prepareDir(dir string, cfg *nodeconfig.Config) (*loader.Prepared, error) {
+	return loader.Prepare(dir, cfg, loader.Options{Root: cfg.Paths.Root, Host: m.opts.Host, Catalog: m.catalog})
+}
+
+// prepare verifies the module (unless prep is a verification made already),
+// compiles its policy, attaches its socket to the hub and creates its
+// container, ready to run. e's op lock is held.
+func (m *Manager) prepare(ctx context.Context, name string, e *entry, prep *loader.Prepared) error {
 	m.mu.Lock()
-	e := m.known[name]
-	dir := e.cand.Dir
+	dir, cfg := e.cand.Dir, m.cfg
 	m.mu.Unlock()
-	prep, err := loader.Prepare(dir, m.cfg, loader.Options{Root: m.cfg.Paths.Root, Host: m.opts.Host, Catalog: m.catalog})
-	if err != nil {
-		m.refuse(name, err.Error())
-		return fmt.Errorf("load %s: %w", name, err)
+	if prep == nil {
+		var err error
+		if prep, err = m.prepareDir(dir, cfg); err != nil {
+			m.refuse(name, err.Error())
+			return fmt.Errorf("load %s: %w", name, err)
+		}
 	}
 	for _, w := range prep.Warnings {
 		m.log.Warn("config", "module", name, "warning", w)
@@ -278,7 +445,7 @@ func (m *Manager) prepare(ctx context.Context, name string) error {
 		ID: moduleID(prep.Manifest), Name: name, Version: prep.Manifest.Version,
 		Capabilities: prep.Capabilities.Names(), ACL: prep.Policy.Hub,
 	}
-	err = m.sup.Prepare(ctx, runtime.Module{
+	err := m.sup.Prepare(ctx, runtime.Module{
 		Policy: prep.Policy, Binary: prep.Verified.StorePath, Config: prep.Config, Expires: Expiry(prep.Manifest),
 		Serve: func(ln net.Listener, uid int) error { spec.PeerUID = uid; return m.hub.Attach(spec, ln) },
 	})
@@ -294,14 +461,13 @@ func (m *Manager) prepare(ctx context.Context, name string) error {
 }
 
 // run starts a prepared module once the modules it requires are running.
-func (m *Manager) run(ctx context.Context, name string) error {
+func (m *Manager) run(ctx context.Context, name string, e *entry) error {
 	if err := m.depsLoaded(name); err != nil {
 		m.sup.Stop(ctx, name) // destroys the prepared container
 		m.hub.Detach(name)
 		return err
 	}
 	m.mu.Lock()
-	e := m.known[name]
 	prep := e.prep
 	m.mu.Unlock()
 	if err := m.sup.Run(ctx, name); err != nil {
@@ -309,11 +475,13 @@ func (m *Manager) run(ctx context.Context, name string) error {
 		m.refuseOrExpire(name, err)
 		return fmt.Errorf("load %s: %w", name, err)
 	}
-	if err := verify.RecordLoaded(m.cfg.Paths.Root, name, prep.Manifest.Version); err != nil {
+	if err := verify.RecordLoaded(m.config().Paths.Root, name, prep.Manifest.Version); err != nil {
 		m.log.Warn("rollback mark not recorded", "module", name, "err", err)
 	}
 	m.mu.Lock()
 	e.loaded, e.reason = true, ""
+	// What runs is what was verified, whatever discovery read before.
+	e.cand.Manifest = prep.Manifest
 	m.order = append(m.order, name)
 	m.mu.Unlock()
 	m.log.Info("module loaded", "module", name, "version", prep.Manifest.Version, "capabilities", prep.Capabilities.Names(), "store", prep.Verified.StorePath)
@@ -375,25 +543,43 @@ func (m *Manager) Unload(ctx context.Context, name string) error {
 		m.mu.Unlock()
 		return nil
 	}
+	victims := append(m.dependentsLocked(name), name)
+	m.mu.Unlock()
+	return m.unloadEach(ctx, victims)
+}
+
+// dependentsLocked lists the loaded modules that require name, the ones
+// to unload first first. m.mu is held.
+func (m *Manager) dependentsLocked(name string) []string {
 	mods := map[string]*manifest.Manifest{}
 	for _, n := range m.order {
 		mods[n] = m.known[n].cand.Manifest
 	}
-	victims := append(Dependents(mods, m.order, name), name)
-	m.mu.Unlock()
+	return Dependents(mods, m.order, name)
+}
+
+// unloadEach unloads the modules in order, each under its own op lock.
+func (m *Manager) unloadEach(ctx context.Context, names []string) error {
 	var errs []error
-	for _, v := range victims {
-		if err := m.unloadOne(ctx, v); err != nil {
+	for _, v := range names {
+		e, unlock := m.lockEntry(v)
+		if e == nil {
+			continue
+		}
+		m.reapLocked(v, e)
+		err := m.unloadOne(ctx, v, e)
+		unlock()
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func (m *Manager) unloadOne(ctx context.Context, name string) error {
+// unloadOne stops one module; e's op lock is held.
+func (m *Manager) unloadOne(ctx context.Context, name string, e *entry) error {
 	m.mu.Lock()
-	e := m.known[name]
-	if e == nil || !e.loaded {
+	if !e.loaded {
 		m.mu.Unlock()
 		return nil
 	}
@@ -421,14 +607,11 @@ func (m *Manager) Start(ctx context.Context, name string) error { return m.Load(
 func (m *Manager) Stop(ctx context.Context, name string) error { return m.Unload(ctx, name) }
 
 // Restart unloads and loads a module again (with the modules that require
-// it, which are unloaded first and loaded again after it).
+// it, which are unloaded first and loaded again after it). The load
+// discovers again, so a version installed since is the one that starts.
 func (m *Manager) Restart(ctx context.Context, name string) error {
 	m.mu.Lock()
-	mods := map[string]*manifest.Manifest{}
-	for _, n := range m.order {
-		mods[n] = m.known[n].cand.Manifest
-	}
-	deps := Dependents(mods, m.order, name)
+	deps := m.dependentsLocked(name)
 	m.mu.Unlock()
 	if err := m.Unload(ctx, name); err != nil {
 		return err
@@ -445,18 +628,39 @@ func (m *Manager) Restart(ctx context.Context, name string) error {
 	return errors.Join(errs...)
 }
 
-// Shutdown unloads every module in reverse load order.
+// Shutdown unloads every module in reverse load order, publishes the last
+// events, ends every event stream, and gives up the runtime root.
 func (m *Manager) Shutdown(ctx context.Context) error {
+	m.bulk.Lock()
+	defer m.bulk.Unlock()
 	m.mu.Lock()
 	m.closing = true
 	order := slices.Clone(m.order)
-	m.mu.Unlock()
-	var errs []error
-	for i := len(order) - 1; i >= 0; i-- {
-		if err := m.unloadOne(ctx, order[i]); err != nil {
-			errs = append(errs, err)
+	slices.Reverse(order)
+	var ended []string
+	for name, e := range m.known {
+		if e.ended != nil {
+			ended = append(ended, name)
 		}
 	}
+	m.mu.Unlock()
+	errs := []error{m.unloadEach(ctx, order)}
+	for _, name := range ended {
+		if e, unlock := m.lockEntry(name); e != nil {
+			m.reapLocked(name, e)
+			unlock()
+		}
+	}
+	// After the last unload event: a watcher sees every module go before
+	// its stream ends.
+	m.mu.Lock()
+	m.shutDown = true
+	for ch := range m.subs {
+		delete(m.subs, ch)
+		close(ch)
+	}
+	m.mu.Unlock()
+	errs = append(errs, m.sup.Close(ctx))
 	return errors.Join(errs...)
 }
 
@@ -485,6 +689,7 @@ func (m *Manager) onRuntimeEvent(ev runtime.Event) {
 		if endedByItself {
 			e.loaded = false
 			m.order = slices.DeleteFunc(m.order, func(n string) bool { return n == ev.Module })
+			e.ended = &admin.Event{Module: ev.Module, Kind: "unloaded", State: string(ev.State), Detail: detail}
 		}
 	}
 	m.mu.Unlock()
@@ -497,14 +702,40 @@ func (m *Manager) onRuntimeEvent(ev runtime.Event) {
 		m.log.Error("module's signatures expired; stopped, not restarting", "module", ev.Module, "exit", detail)
 	}
 	m.emit(admin.Event{Module: ev.Module, Kind: "state", State: string(ev.State), Detail: detail, Time: ev.Time})
-	if endedByItself && e != nil && e.cand.Manifest != nil {
+	if endedByItself && e.cand.Manifest != nil {
+		// Not here: the supervisor calls this from the loop that Stop
+		// waits for. Under the op lock, so that a start meanwhile either
+		// reaps first or waits.
 		go func() {
-			m.sup.Stop(context.Background(), ev.Module) // forget it in the supervisor
-			m.hub.Detach(ev.Module)
-			m.hub.ModuleUnloaded(moduleID(e.cand.Manifest), ev.Module)
-			m.emit(admin.Event{Module: ev.Module, Kind: "unloaded", State: string(ev.State), Detail: detail})
+			if e, unlock := m.lockEntry(ev.Module); e != nil {
+				m.reapLocked(ev.Module, e)
+				unlock()
+			}
 		}()
 	}
+}
+
+// reapLocked cleans up after a module that ended by itself: the
+// supervisor forgets it, the hub detaches it, ModuleUnloaded goes out.
+// e's op lock is held.
+func (m *Manager) reapLocked(name string, e *entry) {
+	m.mu.Lock()
+	ev := e.ended
+	e.ended = nil
+	var id string
+	if ev != nil && e.cand.Manifest != nil {
+		id = moduleID(e.cand.Manifest)
+	}
+	m.mu.Unlock()
+	if ev == nil {
+		return
+	}
+	m.sup.Stop(context.Background(), name) // forget it in the supervisor
+	m.hub.Detach(name)
+	if id != "" {
+		m.hub.ModuleUnloaded(id, name)
+	}
+	m.emit(*ev)
 }
 
 // Modules lists every discovered module with its state and figures.
@@ -555,7 +786,7 @@ func (m *Manager) LogPath(name string) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("%w: %s", admin.ErrUnknownModule, name)
 	}
-	return runtime.Layout{Root: m.cfg.Paths.Root}.Log(name), nil
+	return runtime.Layout{Root: m.config().Paths.Root}.Log(name), nil
 }
 
 // CliSpecs is getmoduleclispecs.
@@ -584,13 +815,19 @@ func (m *Manager) RunCli(ctx context.Context, module, command string, args []str
 func (m *Manager) Subscribe(ctx context.Context) <-chan admin.Event {
 	ch := make(chan admin.Event, 256)
 	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.shutDown {
+		close(ch) // nothing more will happen
+		return ch
+	}
 	m.subs[ch] = struct{}{}
-	m.mu.Unlock()
 	go func() {
 		<-ctx.Done()
 		m.mu.Lock()
-		delete(m.subs, ch)
-		close(ch)
+		if _, ok := m.subs[ch]; ok { // Shutdown may have ended it first
+			delete(m.subs, ch)
+			close(ch)
+		}
 		m.mu.Unlock()
 	}()
 	return ch

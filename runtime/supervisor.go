@@ -74,7 +74,10 @@ type Options struct {
 	// when nil); tests inject one. With no backend the supervisor refuses
 	// to start: a quota the policy promises must hold.
 	DiskProbe quota.Prober
-	Logger    *slog.Logger
+	// Owner is the root's owner lock when the caller took it already
+	// (LockRoot); the supervisor takes it when nil. Close releases it.
+	Owner  *RootLock
+	Logger *slog.Logger
 	// OnEvent is called for every state change, in order per module. It
 	// must not block for long.
 	OnEvent func(Event)
@@ -129,6 +132,7 @@ type Supervisor struct {
 	log        *slog.Logger
 	disk       quota.Backend
 	diskChoice quota.Choice
+	owner      *RootLock // held from NewSupervisor to Close
 
 	mu      sync.Mutex
 	modules map[string]*supervised
@@ -194,15 +198,24 @@ func NewSupervisor(opts Options) (*Supervisor, error) {
 	if err := s.layout.prepare(); err != nil {
 		return nil, fmt.Errorf("supervisor: %w", err)
 	}
+	// Before recovery: whatever recovery finds must be nobody's.
+	owner, err := s.layout.own(opts.Owner)
+	if err != nil {
+		return nil, fmt.Errorf("supervisor: %w", err)
+	}
+	s.owner = owner
 	warn := func(err error) { s.log.Warn("recover", "err", err) }
 	if err := s.layout.recover(s.opts.Host, warn); err != nil {
+		owner.release()
 		return nil, fmt.Errorf("supervisor: recover: %w", err)
 	}
 	if err := s.layout.importLegacy(s.ids); err != nil {
+		owner.release()
 		return nil, fmt.Errorf("supervisor: %w", err)
 	}
 	disk, choice, err := quota.Open(s.layout.ModulesDataDir(), opts.DiskProbe)
 	if err != nil {
+		owner.release()
 		return nil, fmt.Errorf("supervisor: %w", err)
 	}
 	s.disk, s.diskChoice = disk, choice
@@ -750,7 +763,8 @@ func (s *Supervisor) Stats(name string) (Stats, error) {
 	return s.stats.read(s.layout.CgroupPath(name))
 }
 
-// Close stops every module.
+// Close stops every module and gives up the root: another supervisor may
+// own it afterwards (and recovers what a stop that failed left behind).
 func (s *Supervisor) Close(ctx context.Context) error {
 	var errs []error
 	for _, n := range s.List() {
@@ -758,6 +772,9 @@ func (s *Supervisor) Close(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	s.mu.Lock()
+	s.owner.release()
+	s.mu.Unlock()
 	return errors.Join(errs...)
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -77,20 +78,26 @@ func runModule(stdout, stderr io.Writer, f *runFlags, dir string) error {
 	if err != nil {
 		return fmt.Errorf("run: host: %w", err)
 	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// The root first: a root a daemon owns is refused before anything is
+	// verified, and never recovered under the daemon's feet.
+	sup, err := runtime.NewSupervisor(runtime.Options{
+		Root: root, Shim: shim, Host: host, Restart: runtime.RestartPolicy{Never: true}, Logger: log,
+		UIDBase: uint32(cfg.Sandbox.UIDBase),
+	})
+	if errors.Is(err, runtime.ErrRootBusy) {
+		return refused(fmt.Errorf("run: %w\nrun never shares a root: talk to the daemon that owns it (blvm-sandbox install, load, ps, logs), or give run a root of its own with --root DIR", err))
+	}
+	if err != nil {
+		return fmt.Errorf("run: %w", err)
+	}
+	defer sup.Close(context.Background())
 	prep, err := loader.Prepare(dir, cfg, loader.Options{Root: root, Host: host, AllowDowngrade: f.allowDowngrade})
 	if err != nil {
 		return refused(fmt.Errorf("run: %w", err))
 	}
 	for _, w := range prep.Warnings {
 		fmt.Fprintln(stderr, "warning:", termesc.String(w))
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	sup, err := runtime.NewSupervisor(runtime.Options{
-		Root: root, Shim: shim, Host: host, Restart: runtime.RestartPolicy{Never: true}, Logger: log,
-		UIDBase: uint32(cfg.Sandbox.UIDBase),
-	})
-	if err != nil {
-		return fmt.Errorf("run: %w", err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM)
 	defer stop()
