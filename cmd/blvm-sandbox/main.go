@@ -79,6 +79,8 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(newInstallCommand(stdout, stderr))
 	root.AddCommand(newUninstallCommand(stdout))
 	addOperatorCommands(root, stdout, stderr)
+	root.AddCommand(newVersionCommand(stdout))
+	setVersionFlag(root)
 	return root
 }
 
