@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"io"
 	goruntime "runtime"
-	"runtime/debug"
 
 	"github.com/spf13/cobra"
 
 	libseccomp "github.com/seccomp/libseccomp-golang"
 
+	"github.com/blvm/blvm-sandbox/admin"
 	"github.com/blvm/blvm-sandbox/runtime"
 )
 
@@ -32,19 +32,10 @@ type versionInfo struct {
 }
 
 func buildVersion() versionInfo {
-	v := versionInfo{Version: "(unknown)", GoVersion: goruntime.Version(), Platform: goruntime.GOOS + "/" + goruntime.GOARCH}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		v.Version = bi.Main.Version
-		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				v.Commit = s.Value
-			case "vcs.time":
-				v.CommitTime = s.Value
-			case "vcs.modified":
-				v.Modified = s.Value == "true"
-			}
-		}
+	b := admin.ReadBuild()
+	v := versionInfo{
+		Version: b.Version, Commit: b.Commit, CommitTime: b.CommitTime, Modified: b.Modified,
+		GoVersion: b.GoVersion, Platform: goruntime.GOOS + "/" + goruntime.GOARCH,
 	}
 	major, minor, micro := libseccomp.GetLibraryVersion()
 	v.Libseccomp = fmt.Sprintf("%d.%d.%d", major, minor, micro)
