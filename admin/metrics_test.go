@@ -67,7 +67,7 @@ func TestMetrics(t *testing.T) {
 	m := twoModules()
 	m.mods[0].ThrottledPeriods, m.mods[0].ThrottledNanos = 11, 2_500_000_000
 	m.mods[0].HandshakeFailures, m.mods[0].Connections, m.mods[0].ConnectionsOpen = 3, 4, 1
-	m.mods[0].LogBytes, m.mods[0].LogDropped, m.mods[0].KernelMemoryBytes = 777, 8, 1 << 20
+	m.mods[0].LogBytes, m.mods[0].LogDropped, m.mods[0].KernelMemoryBytes = 777, 8, 1<<20
 	m.mods[0].HubCalls = []HubCall{{"chain.GetChainTip", "OK", 90}, {"chain.GetChainTip", "RATE_LIMITED", 5}, {"other", "INVALID", 4}}
 	m.mods = append(m.mods, ModuleInfo{Name: "odd", Version: "1.0.0", State: "quarantined"})
 	tip := time.Now().Add(-90 * time.Second).Truncate(time.Second)
