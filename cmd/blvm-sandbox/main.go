@@ -81,6 +81,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	addOperatorCommands(root, stdout, stderr)
 	root.AddCommand(newVersionCommand(stdout))
 	setVersionFlag(root)
+	addCompletions(root)
 	return root
 }
 
