@@ -333,7 +333,7 @@ func (o *operator) cliCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:               "cli [--raw] NAME [COMMAND [ARGS...]]",
 		ValidArgsFunction: o.completeCli,
-		Short: "Run one of a module's CLI commands (runmodulecli); with NAME alone, list them",
+		Short:             "Run one of a module's CLI commands (runmodulecli); with NAME alone, list them",
 		Long: `cli asks the daemon to run COMMAND in the module, prints the module's stdout
 and stderr as they came back, and exits with the module's exit code (1 for a
 code outside 0-255). Flags after NAME belong to the module's command.
