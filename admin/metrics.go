@@ -127,7 +127,7 @@ func newCollector(m Manager) *collector {
 		chainUp:     prometheus.NewDesc("blvm_chain_up", "1 if the last scrape could read the node backend's chain tip.", nil, nil),
 		chainHeight: prometheus.NewDesc("blvm_chain_height", "Height of the node backend's best chain.", network, nil),
 		chainTip:    prometheus.NewDesc("blvm_chain_tip_timestamp_seconds", "Header time of the best chain's tip, in Unix seconds.", network, nil),
-		chainAge:    prometheus.NewDesc("blvm_chain_tip_age_seconds", "Seconds since the header time of the best chain's tip.", network, nil),
+		chainAge:    prometheus.NewDesc("blvm_chain_tip_age_seconds", "Seconds since the header time of the best chain's tip; 0 when that time is ahead of this host's clock.", network, nil),
 		seen:        map[string]*restartCount{},
 	}
 }
@@ -223,7 +223,10 @@ func (c *collector) collectChain(ch chan<- prometheus.Metric) {
 	emit(ch, c.chainUp, prometheus.GaugeValue, 1)
 	emit(ch, c.chainHeight, prometheus.GaugeValue, float64(chain.Height), chain.Network)
 	emit(ch, c.chainTip, prometheus.GaugeValue, float64(chain.TipTime.UnixNano())/1e9, chain.Network)
-	emit(ch, c.chainAge, prometheus.GaugeValue, time.Since(chain.TipTime).Seconds(), chain.Network)
+	// A tip stamped ahead of this host's clock (a dev chain mining faster
+	// than a block a second, or a real one within consensus's two hours)
+	// is 0 seconds old, not negative.
+	emit(ch, c.chainAge, prometheus.GaugeValue, max(time.Since(chain.TipTime).Seconds(), 0), chain.Network)
 }
 
 // hasCgroup reports whether a module in this state has a cgroup to read.

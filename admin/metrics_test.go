@@ -158,6 +158,10 @@ func TestMetrics(t *testing.T) {
 	m.mods[0].Restarts = 0
 	m.mods[1].MemoryLimit = 64 << 20
 	m.mu.Unlock()
+	cm.chain.TipTime = time.Now().Add(time.Hour) // a tip ahead of the clock
+	if age, _ := sample(scrape(t, c), "blvm_chain_tip_age_seconds", "network", "regtest"); age != 0 {
+		t.Errorf("tip age of a tip ahead of the clock = %v, want 0", age)
+	}
 	cm.err = errors.New("backend down")
 	fams = scrape(t, c)
 	if v, _ := sample(fams, "blvm_hub_events_dropped_total", "module", s); v != 8 {
