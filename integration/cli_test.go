@@ -242,6 +242,9 @@ func TestRootCLIDaemon(t *testing.T) {
 		var all []string
 		for time.Now().Before(deadline) {
 			r := d.cli("logs", "--timestamps", "block-logger")
+			if r.code != 0 {
+				t.Fatalf("logs --timestamps: %+v", r)
+			}
 			all = strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
 			if len(all) >= 4 {
 				break
@@ -321,8 +324,13 @@ func TestRootCLIDaemon(t *testing.T) {
 	})
 
 	t.Run("events carry a date", func(t *testing.T) {
+		for _, verb := range []string{"stop", "start"} {
+			if r := d.cli(verb, "merge-mining"); r.code != 0 {
+				t.Fatalf("%s merge-mining: %+v", verb, r)
+			}
+		}
 		deadline := time.Now().Add(10 * time.Second)
-		for !strings.Contains(events.String(), "block-logger") && time.Now().Before(deadline) {
+		for strings.Count(events.String(), "merge-mining") < 2 && time.Now().Before(deadline) {
 			time.Sleep(100 * time.Millisecond)
 		}
 		sc := bufio.NewScanner(strings.NewReader(events.String()))
