@@ -423,3 +423,48 @@ func TestHumanUnits(t *testing.T) {
 		t.Errorf("cpuTime = %q", got)
 	}
 }
+
+func TestParseSince(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		in   string
+		want time.Time
+		ok   bool
+	}{
+		{"10m", now.Add(-10 * time.Minute), true},
+		{"0s", now, true},
+		{"2026-12-01T10:00:00Z", time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC), true},
+		{"2026-12-01T10:00:00.5+01:00", time.Date(2026, 12, 1, 9, 0, 0, 5e8, time.UTC), true},
+		{"2026-12-01", time.Date(2026, 12, 1, 0, 0, 0, 0, time.Local), true},
+		{"2026-12-01 10:30:00", time.Date(2026, 12, 1, 10, 30, 0, 0, time.Local), true},
+		{"-5m", time.Time{}, false},
+		{"yesterday", time.Time{}, false},
+		{"", time.Time{}, false},
+	} {
+		got, err := parseSince(c.in, now)
+		if (err == nil) != c.ok || (c.ok && !got.Equal(c.want)) {
+			t.Errorf("parseSince(%q) = %v, %v; want %v (ok %v)", c.in, got, err, c.want, c.ok)
+		}
+	}
+}
+
+func TestSafeCompletion(t *testing.T) {
+	for in, want := range map[string]bool{
+		"stratum-v2": true, "get_info": true, "v1.2:x": true,
+		"": false, "a b": false, "x;rm -rf": false, "\x1b[2J": false, "$(id)": false, "é": false,
+		strings.Repeat("a", 65): false,
+	} {
+		if got := safeCompletion(in); got != want {
+			t.Errorf("safeCompletion(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
+
+func TestEventsLineCarriesTheDate(t *testing.T) {
+	at := time.Date(2026, 12, 1, 10, 0, 0, 123e6, time.UTC)
+	got := at.Local().Format(eventTimeLayout)
+	back, err := time.Parse(eventTimeLayout, got)
+	if err != nil || !back.Equal(at) || !strings.HasPrefix(got, at.Local().Format("2006-01-02")) {
+		t.Errorf("event time %q does not round-trip to %v: %v", got, at, err)
+	}
+}
