@@ -474,7 +474,8 @@ func (m *Manager) onRuntimeEvent(ev runtime.Event) {
 	if e != nil {
 		e.state, e.restarts = string(ev.State), ev.Restarts
 		if ev.Exit != nil {
-			e.lastExit, e.exit = detail, ev.Exit
+			x := *ev.Exit // the supervisor's, not ours to share
+			e.lastExit, e.exit = detail, &x
 		}
 		switch ev.State {
 		case runtime.Failed:
