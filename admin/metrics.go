@@ -113,6 +113,12 @@ func newCollector(m Manager) *collector {
 			gauge("blvm_module_disk_inodes", "Inodes used on the module's /data quota.", func(mi ModuleInfo) float64 { return float64(mi.DiskInodes) }),
 		},
 		always: []figure{
+			// These count every refusal, also those that answer nothing (a
+			// Log frame over the ACL, a stray invocation result);
+			// blvm_hub_requests_total{code} has the answered requests.
+			counter("blvm_hub_denied_total", "Refusals by the module's ACL (PERMISSION_DENIED), answered or not.", func(mi ModuleInfo) float64 { return float64(mi.HubDenied) }),
+			counter("blvm_hub_rate_limited_total", "Requests refused by the rate or in-flight limits.", func(mi ModuleInfo) float64 { return float64(mi.HubRateLimited) }),
+			counter("blvm_hub_invalid_total", "Invalid requests, bad params and stray invocation results.", func(mi ModuleInfo) float64 { return float64(mi.HubInvalid) }),
 			counter("blvm_hub_events_delivered_total", "Events the hub delivered to the module.", func(mi ModuleInfo) float64 { return float64(mi.EventsDelivered) }),
 			counter("blvm_hub_events_dropped_total", "Events dropped because the module's queue was full.", func(mi ModuleInfo) float64 { return float64(mi.EventsDropped) }),
 			counter("blvm_hub_bad_frames_total", "Malformed or oversized frames from the module.", func(mi ModuleInfo) float64 { return float64(mi.BadFrames) }),
