@@ -90,16 +90,15 @@ func logStart(f io.ReaderAt, size int64, opts LogOptions) (int64, error) {
 		for off < size {
 			line, err := br.ReadSlice('\n')
 			n := len(line)
-			if err == bufio.ErrBufferFull {
-				// A line longer than the buffer: its stamp is in this part;
-				// skip the rest of it.
-				for err == bufio.ErrBufferFull {
-					var more []byte
-					more, err = br.ReadSlice('\n')
-					n += len(more)
-				}
+			// Read before the rest of a long line reuses the buffer.
+			t, stamped := logstamp.Parse(line)
+			for err == bufio.ErrBufferFull {
+				// A line longer than the buffer: skip the rest of it.
+				var more []byte
+				more, err = br.ReadSlice('\n')
+				n += len(more)
 			}
-			if t, ok := logstamp.Parse(line); ok && !t.Before(opts.Since) {
+			if stamped && !t.Before(opts.Since) {
 				start = off
 				break
 			}

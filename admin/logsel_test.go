@@ -42,6 +42,7 @@ func TestLogStart(t *testing.T) {
 		{"an unstamped line is older than any since", unstamped, LogOptions{Since: t0.Add(-time.Hour)}, "a\nb\nc\nd"},
 		{"unstamped lines print without since", unstamped, LogOptions{}, "cut off by rotation\na\nb\nc\nd"},
 		{"a long line", stamped(t0, strings.Repeat("x", 200<<10)+"\n", "y\n"), LogOptions{Since: t0.Add(time.Second)}, "y\n"},
+		{"since selects a long line", stamped(t0, "a\n", strings.Repeat("x", 200<<10)+"\n", "y\n"), LogOptions{Since: t0.Add(time.Second)}, strings.Repeat("x", 200<<10) + "\ny\n"},
 	} {
 		r := strings.NewReader(c.log)
 		start, err := logStart(r, int64(len(c.log)), c.opts)
