@@ -82,14 +82,19 @@ type ModuleInfo struct {
 	State     string    `json:"state"`
 	StartedAt time.Time `json:"started_at,omitzero"`
 	Restarts  int       `json:"restarts"`
-	// LastExit is how the module's last run ended ("exit 1", "signal 9 (oom)").
+	// LastExit is how the module's last run ended, in words ("exited with
+	// code 1", "killed by SIGKILL (out of memory: ...)"); Exit is the same
+	// as fields. Both are empty while the module never ended.
 	LastExit string `json:"last_exit,omitempty"`
+	Exit     *Exit  `json:"exit,omitempty"`
 	// Error says why the module is refused or failed.
 	Error        string   `json:"error,omitempty"`
 	Dependencies []string `json:"dependencies,omitempty"`
 	Pid          int      `json:"pid,omitempty"`
 
-	// cgroup figures; a limit of 0 means none.
+	// cgroup figures, read while the module runs; a limit of 0 means
+	// none. MemoryLimit and PidsLimit hold the configured limits while the
+	// module has no cgroup (stopped, failed) but has been loaded.
 	MemoryBytes uint64 `json:"memory_bytes"`
 	// KernelMemoryBytes is the part of MemoryBytes that is kernel memory
 	// (the module's slab objects, stacks, page tables).
@@ -99,6 +104,10 @@ type ModuleInfo struct {
 	Pids              uint64 `json:"pids"`
 	PidsLimit         uint64 `json:"pids_limit"`
 	OOMKills          uint64 `json:"oom_kills"`
+	// CPU throttling by the cgroup's CFS quota: periods throttled and the
+	// time spent throttled.
+	ThrottledPeriods uint64 `json:"throttled_periods"`
+	ThrottledNanos   uint64 `json:"throttled_nanos"`
 
 	// disk quota on /data, from statfs on its mount (the limits that hold,
 	// not the requested ones); zero while the module is not loaded.
@@ -117,6 +126,48 @@ type ModuleInfo struct {
 	BadFrames       uint64 `json:"bad_frames"`
 	PeerRefused     uint64 `json:"peer_refused"`   // connections from another uid, closed at accept
 	LogSuppressed   uint64 `json:"log_suppressed"` // log lines over the module's budget
+	// HandshakeFailures: connections closed for no Hello in time, a wrong
+	// name or version, or a request first.
+	HandshakeFailures uint64 `json:"handshake_failures"`
+	Connections       uint64 `json:"connections"`      // accepted since the hub first saw the module
+	ConnectionsOpen   uint64 `json:"connections_open"` // open now
+	LogBytes          uint64 `json:"log_bytes"`        // log bytes the hub accepted from the module
+	LogDropped        uint64 `json:"log_dropped"`      // the module's own log lines dropped over budget
+	// HubCalls counts answered requests by method and code; methods the
+	// hub does not serve count as "other".
+	HubCalls []HubCall `json:"hub_calls,omitempty"`
+}
+
+// Exit is how a module's last run ended, as fields.
+type Exit struct {
+	// Code is the exit status when the module exited by itself; -1 when a
+	// signal killed it or it never ran.
+	Code int `json:"code"`
+	// Signal is the number of the signal that killed it, 0 if none.
+	Signal    int  `json:"signal"`
+	OOMKilled bool `json:"oom_killed"`
+	// Error says why the container could not start or never became ready.
+	Error string `json:"error,omitempty"`
+}
+
+// HubCall is how many requests for Method ended with Code.
+type HubCall struct {
+	Method string `json:"method"`
+	Code   string `json:"code"`
+	Count  uint64 `json:"count"`
+}
+
+// Chain is the node backend's best chain, as /metrics shows it.
+type Chain struct {
+	Network string    `json:"network"`
+	Height  uint64    `json:"height"`
+	TipTime time.Time `json:"tip_time"`
+}
+
+// ChainReporter is implemented by a Manager that can read the backend's
+// chain; /metrics then exports its height and tip age.
+type ChainReporter interface {
+	Chain(ctx context.Context) (Chain, error)
 }
 
 // Event kinds.

@@ -193,26 +193,7 @@ func (c *Client) Restart(ctx context.Context, name string) (*ModuleInfo, error) 
 // Logs writes the module's log to w. With follow it keeps writing what is
 // appended until ctx ends, and then returns nil.
 func (c *Client) Logs(ctx context.Context, name string, follow bool, w io.Writer) error {
-	path, err := modulePath(name, "logs")
-	if err != nil {
-		return err
-	}
-	if follow {
-		path += "?follow=1"
-	}
-	resp, err := c.do(ctx, http.MethodGet, path, nil)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	_, err = io.Copy(w, resp.Body)
-	if err != nil && follow && ctx.Err() != nil {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("admin %s: logs %s: %w", c.socket(), name, err)
-	}
-	return nil
+	return c.LogsWith(ctx, name, LogOptions{Follow: follow}, w)
 }
 
 // CliSpecs is getmoduleclispecs: every registered module CLI by module name.

@@ -35,13 +35,13 @@ func openCurrent(path string) (*os.File, int64, error) {
 	return f, st.Size(), nil
 }
 
-// followLog writes the log from its start and then whatever is appended,
+// followLog writes f (the log at path, opened by openCurrent; nil if it
+// did not exist yet) from its offset and then whatever is appended,
 // checking every poll, until ctx ends (it then returns nil). When the
 // writer rotates the log (renames it to .1 and opens a new one) the rest
 // of the old file is written before the new one; a truncated log is read
 // again from its start.
-func followLog(ctx context.Context, path string, w io.Writer, flush func() error, poll time.Duration) error {
-	var f *os.File
+func followLog(ctx context.Context, f *os.File, path string, w io.Writer, flush func() error, poll time.Duration) error {
 	defer func() {
 		if f != nil {
 			f.Close()

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -212,33 +211,7 @@ func (s *Server) handleLogs(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("logs %s: %w", name, err))
 		return
 	}
-	// Opened before the status is sent, so that a log that cannot be read
-	// is an error, not an empty answer.
-	f, size, err := openCurrent(path)
-	if err != nil {
-		s.fail(w, r, fmt.Errorf("logs %s: %w", name, err))
-		return
-	}
-	if f != nil {
-		defer f.Close()
-	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	if follow := r.URL.Query().Get("follow"); follow == "" || follow == "0" || follow == "false" {
-		w.WriteHeader(http.StatusOK)
-		if f != nil {
-			// A write error means the client is gone.
-			_, _ = io.Copy(w, io.LimitReader(f, size))
-		}
-		return
-	}
-	rc := http.NewResponseController(w)
-	w.WriteHeader(http.StatusOK)
-	rc.Flush()
-	if err := followLog(r.Context(), path, w, rc.Flush, s.poll); err != nil {
-		// The status is sent; all that is left is to stop and say why.
-		s.log.Warn("admin: logs follow ended", "module", name, "err", err)
-	}
+	s.serveLog(w, r, name, path)
 }
 
 func (s *Server) handleCliSpecs(w http.ResponseWriter, r *http.Request) {

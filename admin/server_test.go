@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/blvm/blvm-sandbox/internal/syncbuf"
@@ -458,106 +456,6 @@ func TestUnreachable(t *testing.T) {
 	_, err := c.Modules(context.Background())
 	if !errors.Is(err, ErrUnreachable) {
 		t.Errorf("err = %v, want ErrUnreachable", err)
-	}
-}
-
-func TestMetrics(t *testing.T) {
-	m := twoModules()
-	m.mods = append(m.mods, ModuleInfo{Name: "odd", Version: "1.0.0", State: "quarantined"})
-	c, _ := serve(t, m)
-	text, err := c.Metrics(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(bytes.NewReader(text))
-	if err != nil {
-		t.Fatalf("parse: %v\n%s", err, text)
-	}
-	// value finds the one sample of family name whose labels are all in want.
-	value := func(name string, labels ...string) (float64, bool) {
-		fam := fams[name]
-		if fam == nil {
-			return 0, false
-		}
-	metrics:
-		for _, mt := range fam.Metric {
-			have := map[string]string{}
-			for _, l := range mt.Label {
-				have[l.GetName()] = l.GetValue()
-			}
-			for i := 0; i < len(labels); i += 2 {
-				if have[labels[i]] != labels[i+1] {
-					continue metrics
-				}
-			}
-			switch {
-			case mt.Gauge != nil:
-				return mt.Gauge.GetValue(), true
-			case mt.Counter != nil:
-				return mt.Counter.GetValue(), true
-			}
-		}
-		return 0, false
-	}
-	s := "stratum-v2"
-	for _, tt := range []struct {
-		name   string
-		labels []string
-		want   float64
-	}{
-		{"blvm_module_up", []string{"module", s}, 1},
-		{"blvm_module_up", []string{"module", "merge-mining"}, 0},
-		{"blvm_module_info", []string{"module", s, "version", "1.2.0"}, 1},
-		{"blvm_module_state", []string{"module", s, "state", "running"}, 1},
-		{"blvm_module_state", []string{"module", s, "state", "failed"}, 0},
-		{"blvm_module_state", []string{"module", "merge-mining", "state", "stopped"}, 1},
-		{"blvm_module_state", []string{"module", "merge-mining", "state", "running"}, 0},
-		{"blvm_module_state", []string{"module", "odd", "state", "quarantined"}, 1},
-		{"blvm_module_start_time_seconds", []string{"module", s}, float64(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).Unix())},
-		{"blvm_module_memory_bytes", []string{"module", s}, 12 << 20},
-		{"blvm_module_memory_limit_bytes", []string{"module", s}, 256 << 20},
-		{"blvm_module_cpu_seconds_total", []string{"module", s}, 1.5},
-		{"blvm_module_pids", []string{"module", s}, 3},
-		{"blvm_module_pids_limit", []string{"module", s}, 64},
-		{"blvm_module_oom_kills_total", []string{"module", s}, 1},
-		{"blvm_module_restarts_total", []string{"module", s}, 2},
-		{"blvm_hub_requests_total", []string{"module", s}, 100},
-		{"blvm_hub_denied_total", []string{"module", s}, 7},
-		{"blvm_hub_rate_limited_total", []string{"module", s}, 5},
-		{"blvm_hub_invalid_total", []string{"module", s}, 4},
-		{"blvm_hub_events_delivered_total", []string{"module", s}, 50},
-		{"blvm_hub_events_dropped_total", []string{"module", s}, 3},
-		{"blvm_hub_bad_frames_total", []string{"module", s}, 2},
-		{"blvm_hub_peer_refused_total", []string{"module", s}, 6},
-		{"blvm_hub_log_suppressed_total", []string{"module", s}, 9},
-		{"blvm_module_disk_bytes", []string{"module", s}, 4096},
-		{"blvm_module_disk_bytes_limit", []string{"module", s}, 1 << 30},
-		{"blvm_module_disk_inodes", []string{"module", s}, 12},
-		{"blvm_module_disk_inodes_limit", []string{"module", s}, 262144},
-		{"blvm_hub_requests_total", []string{"module", "merge-mining"}, 0},
-	} {
-		got, ok := value(tt.name, tt.labels...)
-		if !ok || got != tt.want {
-			t.Errorf("%s%v = %v (found %v), want %v", tt.name, tt.labels, got, ok, tt.want)
-		}
-	}
-	if _, ok := value("blvm_module_start_time_seconds", "module", "merge-mining"); ok {
-		t.Error("a module that never started has a start time")
-	}
-	if fams["blvm_module_cpu_seconds_total"].GetType().String() != "COUNTER" || fams["blvm_module_memory_bytes"].GetType().String() != "GAUGE" {
-		t.Error("metric types are wrong")
-	}
-	if n := len(fams["blvm_module_state"].Metric); n != 3*len(States())+1 {
-		t.Errorf("blvm_module_state has %d series, want %d", n, 3*len(States())+1)
-	}
-	// Scrape time, not cache: a change in the manager shows at once.
-	m.mu.Lock()
-	m.mods[0].HubDenied = 8
-	m.mu.Unlock()
-	text, _ = c.Metrics(context.Background())
-	if !strings.Contains(string(text), `blvm_hub_denied_total{module="stratum-v2"} 8`) {
-		t.Errorf("second scrape does not show the new figure:\n%s", text)
 	}
 }
 

@@ -81,7 +81,8 @@ type entry struct {
 	state    string // a runtime.State, or "refused"
 	reason   string // why refused or failed
 	lastExit string
-	restarts int // as last reported by the supervisor
+	exit     *runtime.ExitReason // lastExit as fields
+	restarts int                 // as last reported by the supervisor
 	// ended is the unload event of a module that ended by itself (failed,
 	// exited, expired) whose supervisor and hub state is not yet cleaned
 	// up; reapLocked does it and publishes this.
@@ -677,7 +678,8 @@ func (m *Manager) onRuntimeEvent(ev runtime.Event) {
 	if e != nil {
 		e.state, e.restarts = string(ev.State), ev.Restarts
 		if ev.Exit != nil {
-			e.lastExit = detail
+			x := *ev.Exit // the supervisor's, not ours to share
+			e.lastExit, e.exit = detail, &x
 		}
 		switch ev.State {
 		case runtime.Failed:
@@ -745,10 +747,15 @@ func (m *Manager) Modules() []admin.ModuleInfo {
 	infos := make([]admin.ModuleInfo, 0, len(names))
 	for _, n := range names {
 		e := m.known[n]
-		info := admin.ModuleInfo{Name: n, State: e.state, Error: e.reason, LastExit: e.lastExit, Restarts: e.restarts}
+		info := admin.ModuleInfo{Name: n, State: e.state, Error: e.reason, LastExit: e.lastExit, Exit: exitInfo(e.exit), Restarts: e.restarts}
 		if e.cand.Manifest != nil {
 			info.Version = e.cand.Manifest.Version
 			info.Dependencies = slices.Sorted(maps.Keys(e.cand.Manifest.Dependencies))
+		}
+		if e.prep != nil {
+			// The configured limits, kept when there is no cgroup to read.
+			info.MemoryLimit = uint64(max(e.prep.Policy.Cgroup.MemoryBytes.Value, 0))
+			info.PidsLimit = uint64(max(e.prep.Policy.Cgroup.Pids.Value, 0))
 		}
 		infos = append(infos, info)
 	}
@@ -758,13 +765,14 @@ func (m *Manager) Modules() []admin.ModuleInfo {
 		if st, ok := m.sup.Status(info.Name); ok {
 			info.State, info.StartedAt, info.Restarts, info.Pid = string(st.State), st.StartedAt, st.Restarts, st.Pid
 			if st.LastExit != nil {
-				info.LastExit = st.LastExit.String()
+				info.LastExit, info.Exit = st.LastExit.String(), exitInfo(st.LastExit)
 			}
 		}
 		if s, err := m.sup.Stats(info.Name); err == nil {
 			info.MemoryBytes, info.MemoryLimit, info.CPUNanos = s.MemoryBytes, s.MemoryLimit, s.CPUNanos
 			info.KernelMemoryBytes = s.KernelBytes
 			info.Pids, info.PidsLimit, info.OOMKills = s.Pids, s.PidsLimit, s.OOMKills
+			info.ThrottledPeriods, info.ThrottledNanos = s.ThrottledPeriods, s.ThrottledNanos
 		}
 		if d, err := m.sup.Disk(info.Name); err == nil {
 			info.DiskBytes, info.DiskBytesLimit = d.BytesUsed, d.BytesLimit
@@ -774,6 +782,11 @@ func (m *Manager) Modules() []admin.ModuleInfo {
 		info.HubRequests, info.HubDenied, info.HubRateLimited, info.HubInvalid = hs.Requests, hs.Denied, hs.RateLimited, hs.Invalid
 		info.EventsDelivered, info.EventsDropped, info.BadFrames = hs.EventsDelivered, hs.EventsDropped, hs.BadFrames
 		info.PeerRefused, info.LogSuppressed = hs.PeerRefused, hs.LogSuppressed
+		info.HandshakeFailures, info.Connections, info.ConnectionsOpen = hs.HandshakeFailures, hs.Connections, hs.Open
+		info.LogBytes, info.LogDropped = hs.LogBytes, hs.LogDropped
+		for _, c := range hs.Calls {
+			info.HubCalls = append(info.HubCalls, admin.HubCall{Method: c.Method, Code: c.Code, Count: c.Count})
+		}
 	}
 	return infos
 }

@@ -1,14 +1,20 @@
 package runtime
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"sync"
+	"time"
+
+	"github.com/blvm/blvm-sandbox/internal/logstamp"
 )
 
 // logFile is a module's captured stdout and stderr: appended to
 // logs/<name>.log, rotated to .1 … .keep when it passes max bytes, so a
-// chatty or hostile module cannot fill the disk.
+// chatty or hostile module cannot fill the disk. Every line starts with
+// the time its first byte arrived (internal/logstamp); a line the module
+// had not ended when the log rotated continues unstamped in the new file.
 type logFile struct {
 	mu   sync.Mutex
 	path string
@@ -16,6 +22,9 @@ type logFile struct {
 	keep int
 	f    *os.File
 	size int64
+	// midLine: the last byte written was not a newline.
+	midLine bool
+	buf     []byte
 }
 
 func openLogFile(path string, max int64, keep int) (*logFile, error) {
@@ -48,15 +57,43 @@ func (l *logFile) Write(p []byte) (int, error) {
 	if l.f == nil {
 		return len(p), nil
 	}
-	if l.size+int64(len(p)) > l.max {
+	out := l.stamp(p, time.Now())
+	if l.size+int64(len(out)) > l.max {
 		l.rotate()
 		if l.f == nil {
 			return len(p), nil
 		}
 	}
-	n, _ := l.f.Write(p)
+	n, _ := l.f.Write(out)
 	l.size += int64(n)
 	return len(p), nil
+}
+
+// stamp returns p with the time in front of every line that starts in it.
+func (l *logFile) stamp(p []byte, now time.Time) []byte {
+	if len(p) == 0 {
+		return p
+	}
+	ts := logstamp.Append(make([]byte, 0, logstamp.Len), now)
+	out := l.buf[:0]
+	for len(p) > 0 {
+		if !l.midLine {
+			out = append(out, ts...)
+		}
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			out = append(out, p...)
+			l.midLine = true
+			break
+		}
+		out = append(out, p[:i+1]...)
+		p = p[i+1:]
+		l.midLine = false
+	}
+	if cap(out) <= 64<<10 {
+		l.buf = out // reused by the next write; big chunks are not kept
+	}
+	return out
 }
 
 // rotate shifts name.log.(k-1) to name.log.k, … name.log to name.log.1.

@@ -80,6 +80,9 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(newUninstallCommand(stdout))
 	root.AddCommand(newReloadCommand(stdout, stderr))
 	addOperatorCommands(root, stdout, stderr)
+	root.AddCommand(newVersionCommand(stdout))
+	setVersionFlag(root)
+	addCompletions(root)
 	return root
 }
 

@@ -82,14 +82,19 @@ func (o *operator) daemonError(what string, err error) error {
 }
 
 func (o *operator) psCommand() *cobra.Command {
-	var asJSON bool
+	var asJSON, quiet bool
 	cmd := &cobra.Command{
-		Use:   "ps [--json]",
+		Use:   "ps [-q | --json]",
 		Short: "List the daemon's modules with their state and live resource figures",
 		Long: `ps prints one row per module: NAME VERSION STATE UPTIME RESTARTS MEM CPU
-PIDS LAST-EXIT. MEM and PIDS show the cgroup limit after a slash when there
-is one; CPU is the CPU time used. Refused and failed modules are followed by
-the reason. --json prints the daemon's full records instead.`,
+PIDS DISK INODES LAST-EXIT. MEM and PIDS show the cgroup limit after a slash
+when there is one; CPU is the CPU time used. Refused and failed modules are
+followed by the reason.
+
+-q prints only the names, one per line. --json prints a versioned object
+({"schema_version": 1, "modules": [...]}) whose fields are present in every
+state, with sizes in bytes and the last exit as fields; docs/cli.md is its
+reference.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := o.context()
@@ -98,16 +103,24 @@ the reason. --json prints the daemon's full records instead.`,
 			if err != nil {
 				return o.daemonError("ps", err)
 			}
-			if asJSON {
+			switch {
+			case quiet:
+				for _, m := range mods {
+					fmt.Fprintln(o.stdout, esc(m.Name))
+				}
+			case asJSON:
 				enc := json.NewEncoder(termesc.NewJSONWriter(o.stdout))
 				enc.SetIndent("", "  ")
-				return enc.Encode(mods)
+				return enc.Encode(psJSON(mods))
+			default:
+				o.printTable(mods)
 			}
-			o.printTable(mods)
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the versioned JSON object (docs/cli.md)")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the module names")
+	cmd.MarkFlagsMutuallyExclusive("json", "quiet")
 	return cmd
 }
 
@@ -155,9 +168,16 @@ func live(state string) bool {
 
 func (o *operator) actionCommand(verb, short string) *cobra.Command {
 	return &cobra.Command{
-		Use:   verb + " NAME",
+		Use:   verb + " NAME...",
 		Short: short,
-		Args:  cobra.ExactArgs(1),
+		Long: short + `.
+
+With several names the daemon acts on each in the order given, one after
+the other; a name that fails is reported and the others still run. The
+exit code is the worst of them: 0 all done, 1 the daemon refused one or is
+not running, 2 a name is unknown or invalid.`,
+		Args:              cobra.MinimumNArgs(1),
+		ValidArgsFunction: o.completeModules,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := o.context()
 			defer stop()
@@ -165,17 +185,42 @@ func (o *operator) actionCommand(verb, short string) *cobra.Command {
 			do := map[string]func(context.Context, string) (*admin.ModuleInfo, error){
 				"start": c.Start, "stop": c.Stop, "restart": c.Restart, "load": c.Load, "unload": c.Unload,
 			}[verb]
-			mi, err := do(ctx, args[0])
-			if err != nil {
-				return o.daemonError(verb+" "+args[0], err)
+			var worst *exitError
+			failed := 0
+			for _, name := range args {
+				if ctx.Err() != nil {
+					break
+				}
+				mi, err := do(ctx, name)
+				if err != nil {
+					unreachable := errors.Is(err, admin.ErrUnreachable)
+					err = o.daemonError(verb+" "+name, err)
+					if unreachable || len(args) == 1 {
+						return err // nothing else would get through either
+					}
+					ee := &exitError{code: exitRefused, err: err}
+					errors.As(err, &ee)
+					fmt.Fprintln(o.stderr, esc(err.Error()))
+					failed++
+					if worst == nil || ee.code > worst.code {
+						worst = ee
+					}
+					continue
+				}
+				switch {
+				case mi == nil:
+					fmt.Fprintf(o.stdout, "%s: unloaded\n", esc(name))
+				case mi.Pid != 0:
+					fmt.Fprintf(o.stdout, "%s: %s (pid %d)\n", esc(mi.Name), esc(mi.State), mi.Pid)
+				default:
+					fmt.Fprintf(o.stdout, "%s: %s\n", esc(mi.Name), esc(mi.State))
+				}
 			}
-			switch {
-			case mi == nil:
-				fmt.Fprintf(o.stdout, "%s: unloaded\n", esc(args[0]))
-			case mi.Pid != 0:
-				fmt.Fprintf(o.stdout, "%s: %s (pid %d)\n", esc(mi.Name), esc(mi.State), mi.Pid)
-			default:
-				fmt.Fprintf(o.stdout, "%s: %s\n", esc(mi.Name), esc(mi.State))
+			if ctx.Err() != nil {
+				return refused(fmt.Errorf("%s: interrupted", verb))
+			}
+			if worst != nil {
+				return &exitError{code: worst.code, err: fmt.Errorf("%s: %d of %d modules failed", verb, failed, len(args))}
 			}
 			return nil
 		},
@@ -183,19 +228,42 @@ func (o *operator) actionCommand(verb, short string) *cobra.Command {
 }
 
 func (o *operator) logsCommand() *cobra.Command {
-	var follow, raw bool
+	var follow, raw, timestamps bool
+	var tail int
+	var since string
 	cmd := &cobra.Command{
-		Use:   "logs [-f] [--raw] NAME",
+		Use:   "logs [-f] [--tail N] [--since TIME] [--timestamps] [--raw] NAME",
 		Short: "Print a module's captured stdout and stderr",
 		Long: `logs prints the module's log as the daemon captured it. With -f it keeps
 printing what the module writes, across log rotation, until Ctrl-C.
+
+The runtime stamps every line with the time it arrived. --tail N prints only
+the last N lines of the current log (the rotated .1 files are not read);
+--since prints the lines from a time on: RFC 3339 (2026-12-01T10:00:00Z), a
+date (2026-12-01, local midnight), or a duration before now (10m, 2h).
+--timestamps prefixes each line with its stamp (RFC 3339, UTC, nanoseconds).
 
 Control characters (escape sequences, carriage returns, C1 controls, bidi
 overrides) and bytes that are not UTF-8 are printed as visible escapes such
 as \x1b, whether or not stdout is a terminal: a log piped to a pager or a
 file is still read on a terminal later. --raw prints the bytes unchanged.`,
-		Args: cobra.ExactArgs(1),
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: o.completeModules,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			opts := admin.LogOptions{Follow: follow, Timestamps: timestamps}
+			if cmd.Flags().Changed("tail") {
+				if tail < 0 {
+					return badInput(fmt.Errorf("logs: --tail %d: want a number of lines >= 0", tail))
+				}
+				opts.Tail, opts.TailSet = tail, true
+			}
+			if since != "" {
+				t, err := parseSince(since, o.now())
+				if err != nil {
+					return badInput(fmt.Errorf("logs: --since %q: %w", since, err))
+				}
+				opts.Since = t
+			}
 			ctx, stop := o.context()
 			defer stop()
 			out := io.Writer(o.stdout)
@@ -204,15 +272,39 @@ file is still read on a terminal later. --raw prints the bytes unchanged.`,
 				defer w.Flush()
 				out = w
 			}
-			if err := o.client().Logs(ctx, args[0], follow, out); err != nil {
+			if err := o.client().LogsWith(ctx, args[0], opts, out); err != nil {
 				return o.daemonError("logs "+args[0], err)
 			}
 			return nil
 		},
 	}
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing what is appended")
+	cmd.Flags().IntVarP(&tail, "tail", "n", 0, "print only the last N lines (default: all)")
+	cmd.Flags().StringVar(&since, "since", "", "print lines from this time on: RFC 3339, a date, or a duration before now (10m)")
+	cmd.Flags().BoolVarP(&timestamps, "timestamps", "t", false, "prefix each line with the time it arrived")
 	cmd.Flags().BoolVar(&raw, "raw", false, "print the module's bytes unchanged, control characters included")
 	return cmd
+}
+
+// parseSince reads --since: RFC 3339, a date (local midnight), or a
+// duration before now.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if d, err := time.ParseDuration(s); err == nil {
+		if d < 0 {
+			return time.Time{}, fmt.Errorf("a duration before now must not be negative")
+		}
+		return now.Add(-d), nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.ParseInLocation(time.DateTime, s, time.Local); err == nil {
+		return t, nil
+	}
+	if t, err := time.ParseInLocation(time.DateOnly, s, time.Local); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("want RFC 3339 (2026-12-01T10:00:00Z), a date (2026-12-01) or a duration (10m)")
 }
 
 // moduleOutput is where a module's own output goes: w itself with raw or
@@ -239,8 +331,9 @@ func isTerminal(w io.Writer) bool {
 func (o *operator) cliCommand() *cobra.Command {
 	var raw bool
 	cmd := &cobra.Command{
-		Use:   "cli [--raw] NAME [COMMAND [ARGS...]]",
-		Short: "Run one of a module's CLI commands (runmodulecli); with NAME alone, list them",
+		Use:               "cli [--raw] NAME [COMMAND [ARGS...]]",
+		ValidArgsFunction: o.completeCli,
+		Short:             "Run one of a module's CLI commands (runmodulecli); with NAME alone, list them",
 		Long: `cli asks the daemon to run COMMAND in the module, prints the module's stdout
 and stderr as they came back, and exits with the module's exit code (1 for a
 code outside 0-255). Flags after NAME belong to the module's command.
@@ -318,6 +411,11 @@ func (o *operator) listCli(ctx context.Context, name string) error {
 	return tw.Flush()
 }
 
+// eventTimeLayout dates an event line: local time with its offset, to the
+// millisecond, so that a line read the next day or on another host still
+// says when.
+const eventTimeLayout = "2006-01-02T15:04:05.000Z07:00"
+
 func (o *operator) eventsCommand() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
@@ -332,7 +430,7 @@ func (o *operator) eventsCommand() *cobra.Command {
 				if asJSON {
 					return enc.Encode(ev)
 				}
-				_, err := fmt.Fprintf(o.stdout, "%s  %-8s  %s  %s  %s\n", ev.Time.Local().Format(time.TimeOnly),
+				_, err := fmt.Fprintf(o.stdout, "%s  %-8s  %s  %s  %s\n", ev.Time.Local().Format(eventTimeLayout),
 					esc(ev.Kind), esc(ev.Module), esc(orDash(ev.State)), esc(ev.Detail))
 				return err
 			})

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -213,38 +214,84 @@ func TestPsTable(t *testing.T) {
 
 func TestPsJSON(t *testing.T) {
 	m := exampleModules()
+	m.mods[0].Exit = &admin.Exit{Code: -1, Signal: 9, OOMKilled: true}
+	m.mods[0].LastExit = "killed by SIGKILL (out of memory: the cgroup's memory limit was hit)"
+	m.mods[1].Exit = &admin.Exit{Code: 3}
+	m.mods[1].MemoryLimit = 64 << 20 // configured, kept while stopped
+	m.mods[1].MemoryBytes = 5        // stale: a stopped module has no cgroup
 	sock := daemon(t, m)
 	out, errOut, code := operatorCLI(t, "--admin-socket", sock, "ps", "--json")
 	if code != 0 {
 		t.Fatalf("ps --json: exit %d: %s", code, errOut)
 	}
-	var got []admin.ModuleInfo
+	var raw struct {
+		SchemaVersion int              `json:"schema_version"`
+		Modules       []map[string]any `json:"modules"`
+	}
+	if err := json.Unmarshal([]byte(out), &raw); err != nil {
+		t.Fatalf("ps --json is not the versioned object: %v\n%s", err, out)
+	}
+	if raw.SchemaVersion != 1 || len(raw.Modules) != 3 {
+		t.Fatalf("schema_version %d with %d modules, want 1 and 3:\n%s", raw.SchemaVersion, len(raw.Modules), out)
+	}
+	// Every field in every state: the key sets are equal, nested ones too.
+	keys := func(v map[string]any) []string {
+		var ks []string
+		for k, x := range v {
+			ks = append(ks, k)
+			if sub, ok := x.(map[string]any); ok {
+				for sk := range sub {
+					ks = append(ks, k+"."+sk)
+				}
+			}
+		}
+		slices.Sort(ks)
+		return ks
+	}
+	for _, mod := range raw.Modules[1:] {
+		if got, want := keys(mod), keys(raw.Modules[0]); !reflect.DeepEqual(got, want) {
+			t.Errorf("%v has keys %v, the running module %v", mod["name"], got, want)
+		}
+	}
+	for _, k := range keys(raw.Modules[0]) {
+		if strings.Contains(k, "memory") || strings.Contains(k, "disk_bytes") || strings.Contains(k, "disk_limit") {
+			if !strings.HasSuffix(k, "_bytes") {
+				t.Errorf("size field %s is not named _bytes", k)
+			}
+		}
+	}
+	var got psOutput
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
-		t.Fatalf("ps --json is not JSON: %v\n%s", err, out)
+		t.Fatal(err)
 	}
-	want := m.Modules()
-	if len(got) != len(want) {
-		t.Fatalf("ps --json has %d modules, want %d", len(got), len(want))
+	run, stopped, refusedMod := got.Modules[0], got.Modules[1], got.Modules[2]
+	if run.MemoryBytes != 12<<20 || run.MemoryLimitBytes != 256<<20 || run.Pid != 4242 || run.StartedAt == nil || run.DiskLimitBytes != 900<<20 {
+		t.Errorf("running module: %+v", run)
 	}
-	for i := range want { // times compare as instants, not by location
-		if !got[i].StartedAt.Equal(want[i].StartedAt) {
-			t.Errorf("%s: started_at = %v, want %v", want[i].Name, got[i].StartedAt, want[i].StartedAt)
-		}
-		got[i].StartedAt, want[i].StartedAt = time.Time{}, time.Time{}
+	if want := (psExit{Reason: "oom-killed", Code: -1, Signal: 9, SignalName: "SIGKILL", Message: m.mods[0].LastExit}); run.LastExit != want {
+		t.Errorf("last_exit = %+v, want %+v", run.LastExit, want)
 	}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("ps --json =\n%+v\nwant\n%+v", got, want)
+	if want := (psExit{Reason: "exited", Code: 3, Signal: 0}); stopped.LastExit != want {
+		t.Errorf("stopped last_exit = %+v, want %+v", stopped.LastExit, want)
 	}
-	for _, key := range []string{`"memory_bytes": 12582912`, `"state": "refused"`, `"error": "threshold`, `"dependencies": [`} {
-		if !strings.Contains(out, key) {
-			t.Errorf("ps --json lacks %s:\n%s", key, out)
-		}
+	if stopped.StartedAt != nil || stopped.MemoryBytes != 0 || stopped.MemoryLimitBytes != 64<<20 || !reflect.DeepEqual(stopped.Dependencies, []string{"stratum-v2"}) {
+		t.Errorf("stopped module: %+v", stopped)
+	}
+	if refusedMod.LastExit.Reason != "none" || refusedMod.LastExit.Code != -1 || refusedMod.Error == "" || refusedMod.Dependencies == nil {
+		t.Errorf("refused module: %+v", refusedMod)
+	}
+	if !strings.Contains(out, `"started_at": null`) || !strings.Contains(out, `"dependencies": []`) {
+		t.Errorf("absent values are not null and []:\n%s", out)
 	}
 
 	empty := daemon(t, &opManager{})
 	out, _, code = operatorCLI(t, "--admin-socket", empty, "ps", "--json")
-	if code != 0 || strings.TrimSpace(out) != "[]" {
-		t.Errorf("ps --json with no modules = %q (exit %d), want []", out, code)
+	if code != 0 || strings.Join(strings.Fields(out), "") != `{"schema_version":1,"modules":[]}` {
+		t.Errorf("ps --json with no modules = %q (exit %d)", out, code)
+	}
+	out, _, code = operatorCLI(t, "--admin-socket", sock, "ps", "-q")
+	if code != 0 || out != "stratum-v2\nmerge-mining\ngovernance-voter\n" {
+		t.Errorf("ps -q = %q (exit %d)", out, code)
 	}
 }
 
@@ -374,5 +421,50 @@ func TestHumanUnits(t *testing.T) {
 	}
 	if got := cpuTime(uint64(75 * time.Second)); got != "1m15s" {
 		t.Errorf("cpuTime = %q", got)
+	}
+}
+
+func TestParseSince(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		in   string
+		want time.Time
+		ok   bool
+	}{
+		{"10m", now.Add(-10 * time.Minute), true},
+		{"0s", now, true},
+		{"2026-12-01T10:00:00Z", time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC), true},
+		{"2026-12-01T10:00:00.5+01:00", time.Date(2026, 12, 1, 9, 0, 0, 5e8, time.UTC), true},
+		{"2026-12-01", time.Date(2026, 12, 1, 0, 0, 0, 0, time.Local), true},
+		{"2026-12-01 10:30:00", time.Date(2026, 12, 1, 10, 30, 0, 0, time.Local), true},
+		{"-5m", time.Time{}, false},
+		{"yesterday", time.Time{}, false},
+		{"", time.Time{}, false},
+	} {
+		got, err := parseSince(c.in, now)
+		if (err == nil) != c.ok || (c.ok && !got.Equal(c.want)) {
+			t.Errorf("parseSince(%q) = %v, %v; want %v (ok %v)", c.in, got, err, c.want, c.ok)
+		}
+	}
+}
+
+func TestSafeCompletion(t *testing.T) {
+	for in, want := range map[string]bool{
+		"stratum-v2": true, "get_info": true, "v1.2:x": true,
+		"": false, "a b": false, "x;rm -rf": false, "\x1b[2J": false, "$(id)": false, "é": false,
+		strings.Repeat("a", 65): false,
+	} {
+		if got := safeCompletion(in); got != want {
+			t.Errorf("safeCompletion(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
+
+func TestEventsLineCarriesTheDate(t *testing.T) {
+	at := time.Date(2026, 12, 1, 10, 0, 0, 123e6, time.UTC)
+	got := at.Local().Format(eventTimeLayout)
+	back, err := time.Parse(eventTimeLayout, got)
+	if err != nil || !back.Equal(at) || !strings.HasPrefix(got, at.Local().Format("2006-01-02")) {
+		t.Errorf("event time %q does not round-trip to %v: %v", got, at, err)
 	}
 }

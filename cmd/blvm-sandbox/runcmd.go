@@ -132,7 +132,8 @@ func runModule(stdout, stderr io.Writer, f *runFlags, dir string) error {
 		Stdout: modOut, Stderr: modErr,
 	})
 	if err != nil {
-		return fmt.Errorf("run: %w", err)
+		// The module never ran: 125, as the help says, not bad input.
+		return &exitError{code: 125, err: fmt.Errorf("run: %w", err)}
 	}
 	if err := verify.RecordLoaded(root, name, prep.Manifest.Version); err != nil {
 		fmt.Fprintln(stderr, "warning: rollback mark not recorded:", err)

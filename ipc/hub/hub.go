@@ -164,6 +164,8 @@ type ModuleStats struct {
 	PeerRefused       uint64 // connections from a uid other than the module's, closed
 	Connections       uint64 // connections accepted
 	Open              uint64 // connections open now
+	// Calls counts answered requests by method and code.
+	Calls []CallCount
 }
 
 type counters struct {
@@ -172,6 +174,7 @@ type counters struct {
 	badFrames, handshakeFailures                   atomic.Uint64
 	logBytes, logDropped, connections, connsClosed atomic.Uint64
 	logSuppressed, peerRefused                     atomic.Uint64
+	calls                                          callCounts
 	// log is the module's log budget; like the counters it outlives a
 	// restart, so restarting never refills it.
 	log *modLog
@@ -194,6 +197,7 @@ func (c *counters) snapshot() ModuleStats {
 		PeerRefused:       c.peerRefused.Load(),
 		Connections:       conns,
 		Open:              conns - c.connsClosed.Load(),
+		Calls:             c.calls.snapshot(),
 	}
 }
 

@@ -229,18 +229,18 @@ func (c *conn) handleRegisterCli(spec *pb.RegisterCliSpec) {
 	st.requests.Add(1)
 	if !c.m.reqRate.take(1) {
 		st.rateLimited.Add(1)
-		c.respond(spec.Id, pb.ErrorCode_RATE_LIMITED, "request rate limit exceeded", nil)
+		c.answer("cli.RegisterCliSpec", spec.Id, pb.ErrorCode_RATE_LIMITED, "request rate limit exceeded", nil)
 		return
 	}
 	if !c.m.permit("cli.RegisterCliSpec") {
 		st.denied.Add(1)
 		c.m.log.info("hub: denied", slog.String("method", "cli.RegisterCliSpec"))
-		c.respond(spec.Id, pb.ErrorCode_PERMISSION_DENIED, `method "cli.RegisterCliSpec" is not granted to this module`, nil)
+		c.answer("cli.RegisterCliSpec", spec.Id, pb.ErrorCode_PERMISSION_DENIED, `method "cli.RegisterCliSpec" is not granted to this module`, nil)
 		return
 	}
 	if msg := checkCliSpec(spec); msg != "" {
 		st.invalid.Add(1)
-		c.respond(spec.Id, pb.ErrorCode_INVALID, msg, nil)
+		c.answer("cli.RegisterCliSpec", spec.Id, pb.ErrorCode_INVALID, msg, nil)
 		return
 	}
 	stored := proto.Clone(spec).(*pb.RegisterCliSpec)
@@ -257,7 +257,7 @@ func (c *conn) handleRegisterCli(spec *pb.RegisterCliSpec) {
 	m.cli = &cliRegistration{spec: stored, conn: c}
 	m.mu.Unlock()
 	c.m.log.info("hub: CLI registered", slog.String("name", stored.Name), slog.Int("commands", len(stored.Commands)))
-	c.respond(spec.Id, pb.ErrorCode_OK, "", nil)
+	c.answer("cli.RegisterCliSpec", spec.Id, pb.ErrorCode_OK, "", nil)
 }
 
 // checkCliSpec validates a CLI spec before it is stored: what it holds ends

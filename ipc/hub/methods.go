@@ -102,7 +102,7 @@ func (c *conn) admit(req *pb.Request) (job, bool) {
 	st.requests.Add(1)
 	if !c.m.reqRate.take(1) {
 		st.rateLimited.Add(1)
-		c.respond(req.Id, pb.ErrorCode_RATE_LIMITED, "request rate limit exceeded", nil)
+		c.answer(req.Method, req.Id, pb.ErrorCode_RATE_LIMITED, "request rate limit exceeded", nil)
 		return job{}, false
 	}
 	fn, known := handlerFor(req.Method)
@@ -110,13 +110,13 @@ func (c *conn) admit(req *pb.Request) (job, bool) {
 		// Not logged: an unknown method, a modules.Call to a name that is
 		// no module name included, is the module's mistake alone.
 		st.invalid.Add(1)
-		c.respond(req.Id, pb.ErrorCode_INVALID, "unknown method "+logText(req.Method, maxEchoedMethod), nil)
+		c.answer(req.Method, req.Id, pb.ErrorCode_INVALID, "unknown method "+logText(req.Method, maxEchoedMethod), nil)
 		return job{}, false
 	}
 	if !c.m.permit(req.Method) {
 		st.denied.Add(1)
 		c.m.log.info("hub: denied", str("method", req.Method))
-		c.respond(req.Id, pb.ErrorCode_PERMISSION_DENIED, fmt.Sprintf("method %q is not granted to this module", req.Method), nil)
+		c.answer(req.Method, req.Id, pb.ErrorCode_PERMISSION_DENIED, fmt.Sprintf("method %q is not granted to this module", req.Method), nil)
 		return job{}, false
 	}
 	if c.m.unsent.Load() >= int64(2*c.h.cfg.MaxInFlight) {
@@ -124,13 +124,13 @@ func (c *conn) admit(req *pb.Request) (job, bool) {
 		// reader once the queue is full, so this module stops being read
 		// instead of growing goroutines.
 		st.rateLimited.Add(1)
-		c.respond(req.Id, pb.ErrorCode_RATE_LIMITED, "responses are not being read", nil)
+		c.answer(req.Method, req.Id, pb.ErrorCode_RATE_LIMITED, "responses are not being read", nil)
 		return job{}, false
 	}
 	if c.m.inFlight.Add(1) > int64(c.h.cfg.MaxInFlight) {
 		c.m.inFlight.Add(-1)
 		st.rateLimited.Add(1)
-		c.respond(req.Id, pb.ErrorCode_RATE_LIMITED, fmt.Sprintf("more than %d requests in flight", c.h.cfg.MaxInFlight), nil)
+		c.answer(req.Method, req.Id, pb.ErrorCode_RATE_LIMITED, fmt.Sprintf("more than %d requests in flight", c.h.cfg.MaxInFlight), nil)
 		return job{}, false
 	}
 	// A request's params live until its handler returns: charged to the
@@ -140,7 +140,7 @@ func (c *conn) admit(req *pb.Request) (job, bool) {
 		c.m.inBytes.Add(-size)
 		c.m.inFlight.Add(-1)
 		st.rateLimited.Add(1)
-		c.respond(req.Id, pb.ErrorCode_RATE_LIMITED, fmt.Sprintf("more than %d bytes of requests in flight", c.h.cfg.InFlightBytes), nil)
+		c.answer(req.Method, req.Id, pb.ErrorCode_RATE_LIMITED, fmt.Sprintf("more than %d bytes of requests in flight", c.h.cfg.InFlightBytes), nil)
 		return job{}, false
 	}
 	c.m.unsent.Add(1)
@@ -215,10 +215,10 @@ func (c *conn) run(j job, onWait func()) {
 		if cerr.code == pb.ErrorCode_INVALID {
 			c.m.stats.invalid.Add(1)
 		}
-		c.respond(j.req.Id, cerr.code, cerr.msg, nil)
+		c.answer(j.req.Method, j.req.Id, cerr.code, cerr.msg, nil)
 		return
 	}
-	c.respond(j.req.Id, pb.ErrorCode_OK, "", result)
+	c.answer(j.req.Method, j.req.Id, pb.ErrorCode_OK, "", result)
 }
 
 // Limits on one Log frame as it reaches the node's log.
