@@ -21,6 +21,7 @@ import (
 	"github.com/blvm/blvm-sandbox/internal/syncbuf"
 	"github.com/blvm/blvm-sandbox/internal/testbuild"
 	"github.com/blvm/blvm-sandbox/runtime"
+	"github.com/blvm/blvm-sandbox/runtime/quota"
 )
 
 // The daemon with the example modules, driven from outside through the
@@ -133,6 +134,11 @@ pool_fee_percent = 7
 		d.stop()
 		if left, err := (runtime.Layout{Root: d.root}).Orphans(); err != nil || len(left) != 0 {
 			t.Errorf("orphans after the daemon stopped: %v %v", left, err)
+			// Take the images off anyway: removing the tree under a mount
+			// would leave it (and its loop device) on the host for good.
+			if err := quota.Recover(runtime.Layout{Root: d.root}.ImagesDir()); err != nil {
+				t.Errorf("recover the quota images: %v", err)
+			}
 		}
 		os.RemoveAll(dir)
 	})

@@ -658,6 +658,41 @@ func TestRootQuotaRefusesForeignAttach(t *testing.T) {
 	}
 }
 
+// TestRootQuotaAttachWaitsForAutoclear: a module started again just after
+// its image was unmounted finds the loop device still bound while its last
+// user (here an open fd; in a daemon, a dying container's mount namespace)
+// lets go. The device clears itself, so Attach waits for it rather than
+// refusing the start.
+func TestRootQuotaAttachWaitsForAutoclear(t *testing.T) {
+	root, b := quotaRoot(t)
+	s := quotaSpec(root, "lingering", 16<<20, 2048)
+	m, err := b.Attach(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	holder, err := os.Open(m.Device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Unmount(s.Mountpoint, 0); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		holder.Close()
+	}()
+	again, err := b.Attach(s)
+	if err != nil {
+		t.Fatalf("attach while the old loop device clears itself: %v", err)
+	}
+	if err := b.Detach(again); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := quota.Leftovers(filepath.Join(root, "images")); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
+	}
+}
+
 // TestRootQuotaProbe: the real probe on this machine's filesystem names the
 // backend and, for the image backend, why project quotas are out.
 func TestRootQuotaProbe(t *testing.T) {

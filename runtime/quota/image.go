@@ -68,7 +68,7 @@ func (b *imageBackend) Attach(s Spec) (*Mount, error) {
 	if err != nil {
 		return nil, fmt.Errorf("module %s: list loop devices: %w", s.Name, err)
 	}
-	if len(loops) > 0 {
+	if loops = stillBound(loops); len(loops) > 0 {
 		return nil, fmt.Errorf("module %s: image %s is already attached to %s but not mounted on %s; recover the runtime root first",
 			s.Name, s.Image, loops[0].Path, s.Mountpoint)
 	}

@@ -25,6 +25,9 @@ type loopDevice struct {
 	Path    string // /dev/loopN
 	Dev     uint64 // device number
 	Backing string // backing file's path, without " (deleted)"
+	// Autoclear: the kernel unbinds the device when its last user closes
+	// it (how the runtime binds images); losetup does not set it.
+	Autoclear bool
 }
 
 // attachLoop binds a free loop device to img with autoclear, so that the
@@ -93,7 +96,8 @@ func loopDevices() ([]loopDevice, error) {
 			return nil, fmt.Errorf("%s/%s/dev: %w", sysBlock, name, err)
 		}
 		backing := strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)")
-		out = append(out, loopDevice{Path: "/dev/" + name, Dev: dev, Backing: backing})
+		ac, _ := os.ReadFile(filepath.Join(sysBlock, name, "loop", "autoclear"))
+		out = append(out, loopDevice{Path: "/dev/" + name, Dev: dev, Backing: backing, Autoclear: strings.TrimSpace(string(ac)) == "1"})
 	}
 	return out, nil
 }
@@ -168,11 +172,26 @@ func loopAt(dev uint64) (loopDevice, bool) {
 	if err != nil {
 		return loopDevice{}, false
 	}
+	ac, _ := os.ReadFile(filepath.Join(sys, "loop", "autoclear"))
 	return loopDevice{
-		Path:    "/dev/" + filepath.Base(target),
-		Dev:     dev,
-		Backing: strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)"),
+		Path:      "/dev/" + filepath.Base(target),
+		Dev:       dev,
+		Backing:   strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)"),
+		Autoclear: strings.TrimSpace(string(ac)) == "1",
 	}, true
+}
+
+// stillBound waits for the autoclear devices of loops to unbind, as they do
+// once their last user lets go (a mount just taken off, a dying container's
+// mount namespace), and returns the devices that stay bound.
+func stillBound(loops []loopDevice) []loopDevice {
+	var out []loopDevice
+	for _, l := range loops {
+		if !l.Autoclear || waitUnbound(l) != nil {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // clearLoop unbinds a loop device nobody uses, and waits until sysfs shows
