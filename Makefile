@@ -32,10 +32,22 @@ deps:
 	fi
 	@[ -x $(GOBIN)/protoc-gen-go ] || $(GO) install $(PROTOC_GEN_GO)
 
+# promtool checks the daemon's /metrics in the tests. It comes from Debian's
+# prometheus package, unpacked rather than installed (installing it would
+# set up a Prometheus server).
+PROMTOOL := $(BIN)/tools/promtool
+$(PROMTOOL):
+	@rm -rf $(BIN)/tools/deb && mkdir -p $(BIN)/tools/deb
+	cd $(BIN)/tools/deb && { apt-get download prometheus 2>/dev/null || { apt-get update -qq && apt-get download prometheus; }; }
+	dpkg-deb -x $(BIN)/tools/deb/prometheus_*.deb $(BIN)/tools/deb/x
+	cp $(BIN)/tools/deb/x/usr/bin/promtool $@
+	rm -rf $(BIN)/tools/deb
+
 # build and test pull in deps, so `make run` and `make test` work on a fresh
 # machine that has only Go (deps is a no-op once the packages are there).
 build: deps
-	CGO_ENABLED=1 $(GO) build $(STATIC) -o $(BIN)/blvm-sandbox ./cmd/blvm-sandbox
+	# -buildvcs=auto: `version` names the commit even where GOFLAGS turns stamping off.
+	CGO_ENABLED=1 $(GO) build -buildvcs=auto $(STATIC) -o $(BIN)/blvm-sandbox ./cmd/blvm-sandbox
 	# The shim runs inside every container: static, no libc, no cgo.
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BIN)/blvm-landlock-shim ./cmd/blvm-landlock-shim
 	# Example modules: static, they run in an empty rootfs.
@@ -46,8 +58,8 @@ build: deps
 
 # Unit tests everywhere; integration/ runs real kernels and needs root (its
 # tests skip themselves otherwise).
-test: deps lint proto-check
-	$(GOTEST) -count=1 ./...
+test: deps lint proto-check $(PROMTOOL)
+	PROMTOOL=$(abspath $(PROMTOOL)) $(GOTEST) -count=1 ./...
 
 # The README's main job: a demo node with the example modules signed 2-of-3,
 # sandboxed, on the embedded dev chain. RUN_SECONDS=N stops it after N s.
