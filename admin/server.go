@@ -227,15 +227,21 @@ func (s *Server) handleCliSpecs(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
+// decodeBody reads a request's JSON body into v: bounded, and strict about
+// fields, so a client's typo is an error rather than a default.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}
+
 func (s *Server) handleRunCli(w http.ResponseWriter, r *http.Request) {
 	name, ok := s.moduleName(w, r)
 	if !ok {
 		return
 	}
 	var req cliRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	if err := decodeBody(w, r, &req); err != nil {
 		s.fail(w, r, fmt.Errorf("cli %s: %w request body: %v", name, ErrInvalid, err))
 		return
 	}
