@@ -194,6 +194,9 @@ func NewSupervisor(opts Options) (*Supervisor, error) {
 	if err := s.layout.prepare(); err != nil {
 		return nil, fmt.Errorf("supervisor: %w", err)
 	}
+	if err := s.layout.placeCgroups(opts.Host.CgroupVersion, s.log); err != nil {
+		return nil, fmt.Errorf("supervisor: %w", err)
+	}
 	warn := func(err error) { s.log.Warn("recover", "err", err) }
 	if err := s.layout.recover(s.opts.Host, warn); err != nil {
 		return nil, fmt.Errorf("supervisor: recover: %w", err)
