@@ -78,6 +78,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(newUpCommand(stdout, stderr))
 	root.AddCommand(newInstallCommand(stdout, stderr))
 	root.AddCommand(newUninstallCommand(stdout))
+	root.AddCommand(newDoctorCommand(stdout))
 	addOperatorCommands(root, stdout, stderr)
 	return root
 }
