@@ -126,6 +126,10 @@ type cgroupPlace struct {
 	lcParent string
 	// parents are the parent's directories, one per hierarchy.
 	parents []string
+	// hybridParent is, on a hybrid host (v1 controllers, an empty
+	// cgroup2 beside them), the parent in the unified hierarchy below the
+	// daemon's own cgroup; "" elsewhere. See joinHybrid.
+	hybridParent string
 }
 
 // CgroupParent is the name of the cgroup this root's modules live under,
@@ -183,13 +187,14 @@ func (l *Layout) placeCgroups(version int, log *slog.Logger) error {
 	} else {
 		place.lcParent = name
 		for _, h := range hs {
-			own := h.Own
 			if h.Version == 2 {
 				// On a hybrid host libcontainer puts the unified
-				// hierarchy's cgroup at that hierarchy's root.
-				own = "/"
+				// hierarchy's cgroup at that hierarchy's root; joinHybrid
+				// moves the module below the daemon's own.
+				place.parents = append(place.parents, filepath.Join(h.Mount, name))
+				place.hybridParent = filepath.Join(h.Dir(), name)
 			}
-			place.parents = append(place.parents, filepath.Join(h.Mount, own, name))
+			place.parents = append(place.parents, filepath.Join(h.Dir(), name))
 		}
 	}
 	prev, _ := l.recordedParents()
@@ -198,6 +203,29 @@ func (l *Layout) placeCgroups(version int, log *slog.Logger) error {
 	}
 	l.cgroups = place
 	return nil
+}
+
+// joinHybrid moves a container's init (before it execs the module) into
+// the module's cgroup below the daemon's own in the unified hierarchy of a
+// hybrid host, and returns that cgroup ("" on other hosts). libcontainer
+// puts it at the hierarchy's root, but a hybrid systemd tracks a unit's
+// processes there: at the root, a module would outlive its unit when the
+// daemon crashes. The hierarchy has no controllers, so nothing else
+// changes for the module.
+func (p *cgroupPlace) joinHybrid(name string, pid int) (string, error) {
+	if p == nil || p.hybridParent == "" {
+		return "", nil
+	}
+	leaf := filepath.Join(p.hybridParent, name)
+	for _, d := range []string{p.hybridParent, leaf} {
+		if err := os.Mkdir(d, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return "", fmt.Errorf("cgroup %s: %w", d, err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(leaf, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
+		return "", fmt.Errorf("move %s's init into %s: %w", name, leaf, err)
+	}
+	return leaf, nil
 }
 
 // claimV2 returns the daemon's own cgroup in the unified hierarchy, after
