@@ -31,6 +31,12 @@ type privateSystemd struct {
 // bootScript runs inside the namespaces, before systemd.
 const bootScript = `set -e
 mount --make-rprivate /
+# Only a proc of this pid namespace, as on a host: a fully visible proc
+# elsewhere (under the old /proc, or a build host's extra views of it)
+# would let containers mount proc where a host would refuse.
+for m in $(awk '$9 == "proc" && $5 != "/proc" { print $5 }' /proc/self/mountinfo); do umount -l "$m"; done
+umount -l /proc
+mount -t proc proc /proc
 mount --bind "$BASE/run" /run
 mkdir -p /run/systemd/system /run/uids
 cp -r "$BASE/units/." /run/systemd/system/
@@ -51,7 +57,7 @@ func bootSystemd(t *testing.T, base string, cg testCgroup) *privateSystemd {
 	for _, dir := range cg {
 		join = append(join, fmt.Sprintf("echo $$ > %q/cgroup.procs", dir))
 	}
-	script := strings.Join(join, " && ") + ` && exec unshare --fork --pid --mount --ipc --uts --net --mount-proc /bin/sh -c "$0"`
+	script := strings.Join(join, " && ") + ` && exec unshare --fork --pid --mount --ipc --uts --net /bin/sh -c "$0"`
 	s := &privateSystemd{t: t, base: base, cg: cg}
 	s.cmd = exec.Command("/bin/sh", "-c", script, bootScript)
 	s.cmd.Env = append(os.Environ(), "BASE="+base)
