@@ -14,7 +14,7 @@ GOTEST_STATIC := CGO_ENABLED=1 $(GO) test $(STATIC)
 EXAMPLE_MODULES := stratum-v2 merge-mining block-logger governance-voter
 FUZZTIME ?= 30s
 
-.PHONY: all deps bench-deps build test run bench fuzz lint generate proto proto-check clean
+.PHONY: all deps bench-deps build test run bench fuzz lint generate proto proto-check clean install
 PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 GOBIN := $(shell $(GO) env GOPATH)/bin
 
@@ -137,6 +137,32 @@ proto-check:
 	PATH="$(GOBIN):$$PATH" protoc -I ipc/proto --go_out=$$tmp --go_opt=module=github.com/blvm/blvm-sandbox \
 	  ipc/proto/blvm/module/v1/module.proto && \
 	diff -u ipc/pb/module.pb.go $$tmp/ipc/pb/module.pb.go || { echo "ipc/pb is stale: run make proto"; exit 1; }
+
+# Install for the systemd unit (docs/systemd.md): the CLI and daemon, the
+# shim, the unit (its paths follow PREFIX and SYSCONFDIR), the example node
+# config (an existing one is kept) and the docs. DESTDIR stages it.
+PREFIX ?= /usr/local
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+# Where runtime.FindShim looks, relative to the binary (runtime.ShimLibexec):
+# not a setting of its own.
+LIBEXECDIR := $(PREFIX)/libexec/blvm-sandbox
+DOCDIR := $(PREFIX)/share/doc/blvm-sandbox
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)
+	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/blvm-sandbox
+	install -m 0755 $(BIN)/blvm-sandbox $(DESTDIR)$(PREFIX)/bin/blvm-sandbox
+	install -m 0755 $(BIN)/blvm-landlock-shim $(DESTDIR)$(LIBEXECDIR)/blvm-landlock-shim
+	sed -e 's|/usr/local/|$(PREFIX)/|g' -e 's|/etc/blvm-sandbox/|$(SYSCONFDIR)/blvm-sandbox/|g' \
+	  contrib/systemd/blvm-sandbox.service > $(DESTDIR)$(UNITDIR)/blvm-sandbox.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/blvm-sandbox.service
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/blvm-sandbox/node.toml ]; then \
+	  echo "kept $(DESTDIR)$(SYSCONFDIR)/blvm-sandbox/node.toml"; \
+	else \
+	  install -m 0644 examples/node.toml $(DESTDIR)$(SYSCONFDIR)/blvm-sandbox/node.toml; \
+	fi
+	install -m 0644 README.md docs/systemd.md $(DESTDIR)$(DOCDIR)/
 
 clean:
 	rm -rf $(BIN)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -275,10 +277,16 @@ func TestRootRecoverAfterRuntimeKill(t *testing.T) {
 func modulePids(t *testing.T, l runtime.Layout, names ...string) []int {
 	var pids []int
 	for _, n := range names {
-		b, err := os.ReadFile("/sys/fs/cgroup/pids" + l.CgroupPath(n) + "/cgroup.procs")
+		dirs, err := l.ModuleCgroups(n)
 		if err != nil {
-			b, err = os.ReadFile("/sys/fs/cgroup" + l.CgroupPath(n) + "/cgroup.procs")
+			t.Fatalf("cgroups of %s: %v", n, err)
 		}
+		// The pids hierarchy (v1), or the unified one (v2).
+		i := slices.IndexFunc(dirs, func(d string) bool { return strings.HasPrefix(d, "/sys/fs/cgroup/pids/") })
+		if i < 0 {
+			i = 0
+		}
+		b, err := os.ReadFile(filepath.Join(dirs[i], "cgroup.procs"))
 		if err != nil {
 			t.Fatalf("cgroup of %s: %v", n, err)
 		}

@@ -24,7 +24,7 @@ type HostPaths struct {
 	Config     string // the merged module config
 	Socket     string // this module's hub socket
 	Data       string // data/modules/<name>/db
-	CgroupPath string // absolute: relative to each hierarchy's root
+	CgroupPath string // absolute: from each hierarchy's root; relative: below the runtime's own cgroup
 	UIDBase    uint32 // host uid that container uid 0 maps to
 	GIDBase    uint32 // host gid that container gid 0 maps to
 	IDCount    uint32 // size of the uid and gid ranges

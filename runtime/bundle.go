@@ -1,7 +1,9 @@
 package runtime
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -39,6 +41,11 @@ func (l Layout) makeBundle(p *policy.Policy, mergedConfig []byte, ids IDRange) (
 	if err := os.MkdirAll(b.rootfs, 0o755); err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", b.dir, err)
 	}
+	// Explicit modes: the container's init walks the rootfs as the
+	// module's uid, whatever the daemon's umask (the unit sets 0077).
+	if err := os.Chmod(b.rootfs, 0o755); err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", b.dir, err)
+	}
 	if err := os.Chmod(b.dir, 0o711); err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", b.dir, err)
 	}
@@ -70,17 +77,32 @@ func (b *bundle) mountpoint(m policy.Mount) error {
 		return fmt.Errorf("not a clean absolute path")
 	}
 	host := filepath.Join(b.rootfs, filepath.FromSlash(dst))
-	if err := os.MkdirAll(filepath.Dir(host), 0o755); err != nil {
-		return err
+	// Each directory on the way gets its mode explicitly, not through the
+	// umask.
+	dir := b.rootfs
+	for _, part := range strings.Split(strings.TrimPrefix(path.Dir(dst), "/"), "/") {
+		if part == "" {
+			continue
+		}
+		dir = filepath.Join(dir, part)
+		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		if err := os.Chmod(dir, 0o755); err != nil {
+			return err
+		}
 	}
 	if isFileMount(m) {
 		f, err := os.OpenFile(host, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o444)
 		if err != nil {
 			return err
 		}
-		return f.Close()
+		return errors.Join(f.Chmod(0o444), f.Close())
 	}
-	return os.Mkdir(host, 0o755)
+	if err := os.Mkdir(host, 0o755); err != nil {
+		return err
+	}
+	return os.Chmod(host, 0o755)
 }
 
 // isFileMount reports whether a bind mount's source is a single file.

@@ -21,7 +21,8 @@ type instance struct {
 	name      string
 	container *libcontainer.Container
 	process   *libcontainer.Process
-	cgroup    string // relative to each hierarchy's root
+	cgroup    string // as libcontainer took it (Layout.CgroupPath)
+	hybrid    string // the unified cgroup joinHybrid made, removed at destroy
 	stats     statsReader
 	started   time.Time
 
@@ -87,8 +88,18 @@ func (l Layout) create(ls launchSpec, stats statsReader) (*instance, error) {
 		destroyErr := c.Destroy()
 		return nil, errors.Join(fmt.Errorf("start container: %w", err), destroyErr)
 	}
+	pid, err := p.Pid()
+	var hybrid string
+	if err == nil {
+		hybrid, err = l.cgroups.joinHybrid(name, pid)
+	}
+	if err != nil {
+		_ = c.Signal(unix.SIGKILL)
+		destroyErr := c.Destroy()
+		return nil, errors.Join(fmt.Errorf("start container: %w", err), destroyErr)
+	}
 	inst := &instance{
-		name: name, container: c, process: p, cgroup: l.CgroupPath(name), stats: stats,
+		name: name, container: c, process: p, cgroup: l.CgroupPath(name), hybrid: hybrid, stats: stats,
 		done: make(chan struct{}),
 	}
 	go inst.reap()
@@ -174,6 +185,11 @@ func (i *instance) discard() error {
 func (i *instance) destroy() error {
 	if err := i.container.Destroy(); err != nil {
 		return fmt.Errorf("destroy %s: %w", i.name, err)
+	}
+	if i.hybrid != "" {
+		if err := removeCgroup(i.hybrid); err != nil {
+			return fmt.Errorf("destroy %s: %w", i.name, err)
+		}
 	}
 	return nil
 }

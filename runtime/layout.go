@@ -19,6 +19,9 @@ import (
 // out of its directory.
 type Layout struct {
 	Root string
+	// cgroups is where the supervisor placed its modules' cgroups
+	// (placeCgroups); nil in a Layout made only to find files.
+	cgroups *cgroupPlace
 }
 
 // Dirs the runtime owns. The store and trust dirs belong to verify.
@@ -72,21 +75,11 @@ func (l Layout) Data(name string) string { return filepath.Join(l.DataParent(nam
 // Log is the module's captured stdout and stderr.
 func (l Layout) Log(name string) string { return filepath.Join(l.LogsDir(), name+".log") }
 
-// CgroupParent is the cgroup this root's modules live under, relative to
-// each hierarchy's root. It is named after the root, so that two runtimes
-// (a daemon and a `run`, or parallel tests) never recover each other's
-// modules as orphans.
-func (l Layout) CgroupParent() string {
-	abs, err := filepath.Abs(l.Root)
-	if err != nil {
-		abs = l.Root
-	}
+// rootHash names a root in names that must not collide between roots.
+func rootHash(abs string) string {
 	sum := sha256.Sum256([]byte(abs))
-	return "/blvm-sandbox-" + hex.EncodeToString(sum[:4])
+	return hex.EncodeToString(sum[:4])
 }
-
-// CgroupPath is the module's cgroup, relative to each hierarchy's root.
-func (l Layout) CgroupPath(name string) string { return l.CgroupParent() + "/" + name }
 
 // ContainerID is libcontainer's id for the module's container.
 func ContainerID(name string) string { return "blvm-" + name }

@@ -24,7 +24,7 @@ func TestPrepareRefusesUnsearchableParent(t *testing.T) {
 
 func TestCgroupParentPerRoot(t *testing.T) {
 	a, b := Layout{Root: "/var/lib/a"}, Layout{Root: "/var/lib/b"}
-	if a.CgroupParent() == b.CgroupParent() || !strings.HasPrefix(a.CgroupParent(), "/blvm-sandbox-") {
+	if a.CgroupParent() == b.CgroupParent() || !strings.HasPrefix(a.CgroupParent(), "blvm-sandbox-") {
 		t.Fatalf("parents %s %s", a.CgroupParent(), b.CgroupParent())
 	}
 	if a.CgroupPath("m") != a.CgroupParent()+"/m" {

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -43,7 +44,7 @@ func (l Layout) recover(host policy.Host, recoverWarn func(error)) error {
 			errs = append(errs, err)
 		}
 	}
-	if err := killCgroupTree(l.CgroupParent()); err != nil {
+	if err := l.sweepCgroups(); err != nil {
 		errs = append(errs, err)
 	}
 	// After the containers: a live container still holds its /data. An
@@ -102,16 +103,16 @@ func cgroupMounts() ([]string, error) {
 	return out, nil
 }
 
-// killCgroupTree kills every process under rel in every hierarchy and
-// removes its cgroups, leaves first.
-func killCgroupTree(rel string) error {
-	mounts, err := cgroupMounts()
+// sweepCgroups kills every process in every place this root's module
+// cgroups may be and removes the cgroups, leaves first. Once they are gone
+// the record names only the current supervisor's parents.
+func (l Layout) sweepCgroups() error {
+	parents, err := l.cgroupParents()
 	if err != nil {
 		return err
 	}
 	var errs []error
-	for _, mnt := range mounts {
-		top := filepath.Join(mnt, rel)
+	for _, top := range parents {
 		if _, err := os.Stat(top); err != nil {
 			continue
 		}
@@ -126,6 +127,11 @@ func killCgroupTree(rel string) error {
 			if err := removeCgroup(dirs[i]); err != nil {
 				errs = append(errs, err)
 			}
+		}
+	}
+	if len(errs) == 0 && l.cgroups != nil {
+		if err := l.writeCgroupRecord(slices.Clone(l.cgroups.parents)); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
@@ -169,12 +175,11 @@ func cgroupProcs(dir string) []int {
 // once no module is left in it; libcontainer's Destroy removes only the
 // leaves. A parent still in use stays (rmdir fails with EBUSY).
 func (l Layout) removeCgroupParent(policy.Host) {
-	mounts, err := cgroupMounts()
-	if err != nil {
+	if l.cgroups == nil {
 		return
 	}
-	for _, mnt := range mounts {
-		unix.Rmdir(filepath.Join(mnt, l.CgroupParent()))
+	for _, p := range l.cgroups.parents {
+		unix.Rmdir(p)
 	}
 }
 
@@ -197,12 +202,11 @@ func (l Layout) Orphans() ([]string, error) {
 		return nil, err
 	}
 	out = append(out, left...)
-	mounts, err := cgroupMounts()
+	parents, err := l.cgroupParents()
 	if err != nil {
 		return nil, err
 	}
-	for _, mnt := range mounts {
-		p := filepath.Join(mnt, l.CgroupParent())
+	for _, p := range parents {
 		if _, err := os.Stat(p); err == nil {
 			out = append(out, p)
 		}

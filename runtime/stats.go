@@ -2,6 +2,8 @@ package runtime
 
 import (
 	"fmt"
+	"path/filepath"
+	"slices"
 
 	"github.com/containerd/cgroups/v3/cgroup1"
 	"github.com/containerd/cgroups/v3/cgroup2"
@@ -27,7 +29,7 @@ type Stats struct {
 // version (policy.Host.CgroupVersion).
 type statsReader struct{ version int }
 
-// read reads the cgroup at path, relative to each hierarchy's root.
+// read reads the cgroup at path as libcontainer took it (Layout.CgroupPath).
 func (r statsReader) read(path string) (Stats, error) {
 	if r.version == 2 {
 		return readStats2(path)
@@ -35,8 +37,29 @@ func (r statsReader) read(path string) (Stats, error) {
 	return readStats1(path)
 }
 
+// nestedPath finds a v1 cgroup the way libcontainer made it: a relative
+// path below the process's own cgroup in each hierarchy, an absolute one
+// from each hierarchy's root.
+func nestedPath(path string) cgroup1.Path {
+	if filepath.IsAbs(path) {
+		return cgroup1.StaticPath(path)
+	}
+	hs, err := Hierarchies()
+	return func(n cgroup1.Name) (string, error) {
+		if err != nil {
+			return "", err
+		}
+		for _, h := range hs {
+			if slices.Contains(h.Controllers, string(n)) {
+				return filepath.Join(h.Own, path), nil
+			}
+		}
+		return "", cgroup1.ErrControllerNotActive
+	}
+}
+
 func readStats1(path string) (Stats, error) {
-	cg, err := cgroup1.Load(cgroup1.StaticPath(path))
+	cg, err := cgroup1.Load(nestedPath(path))
 	if err != nil {
 		return Stats{}, fmt.Errorf("cgroup %s: %w", path, err)
 	}

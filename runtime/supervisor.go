@@ -204,6 +204,11 @@ func NewSupervisor(opts Options) (*Supervisor, error) {
 		return nil, fmt.Errorf("supervisor: %w", err)
 	}
 	s.owner = owner
+	// Under the lock: placing the cgroups records them in state/.
+	if err := s.layout.placeCgroups(opts.Host.CgroupVersion, s.log); err != nil {
+		owner.release()
+		return nil, fmt.Errorf("supervisor: %w", err)
+	}
 	warn := func(err error) { s.log.Warn("recover", "err", err) }
 	if err := s.layout.recover(s.opts.Host, warn); err != nil {
 		owner.release()

@@ -54,7 +54,7 @@ runtime root). Ctrl-C or --timeout stops the module and cleans up.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.nodeConfig, "node-config", "", "operator node config (required)")
 	fl.StringVar(&f.root, "root", "", "runtime root (default: [paths] root)")
-	fl.StringVar(&f.shim, "shim", "", "the static Landlock shim (default: blvm-landlock-shim beside this binary)")
+	fl.StringVar(&f.shim, "shim", "", "the static Landlock shim (default: beside this binary, else in "+runtime.ShimLibexec+" from it)")
 	fl.DurationVar(&f.timeout, "timeout", 0, "stop the module after this long (0: no limit)")
 	fl.BoolVar(&f.allowDowngrade, "allow-downgrade", false, "accept a version below the recorded high-water mark")
 	return cmd
@@ -162,18 +162,5 @@ func runModule(stdout, stderr io.Writer, f *runFlags, dir string) error {
 	return moduleExit{code: exit.ShellCode()}
 }
 
-// shimPath finds the static shim: the flag, or the file beside this binary.
-func shimPath(flag string) (string, error) {
-	p := flag
-	if p == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return "", err
-		}
-		p = filepath.Join(filepath.Dir(exe), "blvm-landlock-shim")
-	}
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("landlock shim: %w (build it with make build, or pass --shim)", err)
-	}
-	return p, nil
-}
+// shimPath finds the static shim (runtime.FindShim decides where).
+func shimPath(flag string) (string, error) { return runtime.FindShim(flag) }

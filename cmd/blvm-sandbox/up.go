@@ -54,7 +54,7 @@ refused, RELOADING=1 around a reload and STOPPING=1 at shutdown.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.config, "config", "", "operator node config (required)")
 	fl.StringVar(&f.adminSocket, "admin-socket", defaultAdminSocket(), "admin API socket (root only)")
-	fl.StringVar(&f.shim, "shim", "", "the static Landlock shim (default: blvm-landlock-shim beside this binary)")
+	fl.StringVar(&f.shim, "shim", "", "the static Landlock shim (default: beside this binary, else in "+runtime.ShimLibexec+" from it)")
 	fl.DurationVar(&f.blockInterval, "block-interval", devchain.DefaultBlockInterval, "how often the dev chain mines a block")
 	fl.DurationVar(&f.shutdown, "shutdown-timeout", time.Minute, "how long to wait for the modules to stop")
 	return cmd
