@@ -109,7 +109,7 @@ say "blvm-sandbox cli governance-voter status"
 "$CLI" cli governance-voter status || true
 
 say "a call the block-logger is not allowed to make, refused by the hub:"
-grep -h "refused as expected\|PERMISSION_DENIED" "$DEMO/root/logs/block-logger.log" | head -3 || true
+"$CLI" logs block-logger 2>/dev/null | grep "refused as expected\|PERMISSION_DENIED" | head -3 || true
 
 if [ "$RUN_SECONDS" -gt 0 ]; then
   say "running for $RUN_SECONDS s more (RUN_SECONDS)"
