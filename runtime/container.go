@@ -1,30 +1,33 @@
 package runtime
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
 	"golang.org/x/sys/unix"
 
 	"github.com/blvm/blvm-sandbox/policy"
+	"github.com/blvm/blvm-sandbox/runtime/launch"
 )
 
 // instance is one run of a module's container, from Create to Destroy.
 type instance struct {
 	name      string
 	container *libcontainer.Container
-	process   *libcontainer.Process
+	pid       int    // the container's init, the supervisor's child (subreaper)
 	cgroup    string // as libcontainer took it (Layout.CgroupPath)
 	hybrid    string // the unified cgroup joinHybrid made, removed at destroy
 	stats     statsReader
 	started   time.Time
+	output    sync.WaitGroup // the copies of the module's stdout and stderr
 
 	done     chan struct{} // closed when the process has been reaped
 	exitOnce sync.Once
@@ -49,6 +52,10 @@ type launchSpec struct {
 // seccomp are in place, and the init waits on libcontainer's exec fifo until
 // exec. Creating ahead of time takes the heavy part off the start path. On
 // error nothing is left behind.
+//
+// blvm-sandbox-init does the creating (see runtime/launch): libcontainer
+// re-executes whoever calls Start as the container's init, and that must be
+// the small binary, not this process.
 func (l Layout) create(ls launchSpec, stats statsReader) (*instance, error) {
 	name := ls.policy.Module.Name
 	cfg, err := ls.policy.LibcontainerConfig(policy.HostPaths{
@@ -66,45 +73,111 @@ func (l Layout) create(ls launchSpec, stats statsReader) (*instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := libcontainer.Create(l.ContainersDir(), ContainerID(name), cfg)
-	if err != nil {
-		return nil, fmt.Errorf("create container: %w", err)
-	}
 	env := make([]string, 0, len(ls.policy.Env))
 	for _, e := range ls.policy.Env {
 		env = append(env, e.Name+"="+e.Value)
 	}
-	p := &libcontainer.Process{
-		Args:   ls.policy.ShimArgs(),
-		Env:    env,
-		UID:    int(ls.policy.Process.UID),
-		GID:    int(ls.policy.Process.UID),
-		Cwd:    ls.policy.Process.Cwd,
-		Stdout: ls.stdout,
-		Stderr: ls.stderr,
-		Init:   true,
+	req := launch.Request{
+		StateDir: l.ContainersDir(), ID: ContainerID(name), Config: cfg,
+		Process: launch.Process{
+			Args: ls.policy.ShimArgs(), Env: env,
+			UID: int(ls.policy.Process.UID), GID: int(ls.policy.Process.UID), Cwd: ls.policy.Process.Cwd,
+		},
 	}
-	if err := c.Start(p); err != nil {
-		destroyErr := c.Destroy()
-		return nil, errors.Join(fmt.Errorf("start container: %w", err), destroyErr)
-	}
-	pid, err := p.Pid()
-	var hybrid string
-	if err == nil {
-		hybrid, err = l.cgroups.joinHybrid(name, pid)
-	}
+	inst := &instance{name: name, cgroup: l.CgroupPath(name), stats: stats, done: make(chan struct{})}
+	stdout, err := inst.copyOutput(ls.stdout)
 	if err != nil {
-		_ = c.Signal(unix.SIGKILL)
-		destroyErr := c.Destroy()
+		return nil, err
+	}
+	stderr, err := inst.copyOutput(ls.stderr)
+	if err != nil {
+		stdout.Close()
+		inst.output.Wait()
+		return nil, err
+	}
+	pid, err := runInit(InitBeside(ls.shim), req, stdout, stderr)
+	// The init holds its own copies now; ours would keep the copies from
+	// ever seeing the end of the output.
+	stdout.Close()
+	stderr.Close()
+	if err != nil {
+		inst.output.Wait()
+		return nil, err
+	}
+	inst.pid = pid
+	fail := func(err error) (*instance, error) {
+		_ = unix.Kill(pid, unix.SIGKILL)
+		inst.reap()
+		var destroyErr error
+		if inst.container != nil {
+			destroyErr = inst.container.Destroy()
+		}
 		return nil, errors.Join(fmt.Errorf("start container: %w", err), destroyErr)
 	}
-	inst := &instance{
-		name: name, container: c, process: p, cgroup: l.CgroupPath(name), hybrid: hybrid, stats: stats,
-		done: make(chan struct{}),
+	if inst.container, err = libcontainer.Load(l.ContainersDir(), ContainerID(name)); err != nil {
+		return fail(err)
+	}
+	if inst.hybrid, err = l.cgroups.joinHybrid(name, pid); err != nil {
+		return fail(err)
 	}
 	go inst.reap()
 	return inst, nil
 }
+
+// runInit has the init binary create the container and returns its init's
+// pid. Its stderr (libcontainer's own messages) is kept for the error.
+func runInit(bin string, req launch.Request, stdout, stderr *os.File) (int, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return 0, fmt.Errorf("create container: %w", err)
+	}
+	cmd := exec.Command(bin, launch.CreateArg)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	cmd.Stdin = bytes.NewReader(body)
+	var out bytes.Buffer
+	logs := &cappedBuffer{max: 16 << 10}
+	cmd.Stdout, cmd.Stderr = &out, logs
+	cmd.ExtraFiles = []*os.File{stdout, stderr} // fds 3 and 4: launch.StdoutFd, StderrFd
+	runErr := cmd.Run()
+	var reply launch.Reply
+	if err := json.Unmarshal(out.Bytes(), &reply); err != nil {
+		return 0, fmt.Errorf("create container: %s %s: %v (%v); its stderr: %s", bin, launch.CreateArg, runErr, err, logs)
+	}
+	if reply.Error != "" {
+		return 0, errors.New(reply.Error)
+	}
+	if runErr != nil || reply.Pid <= 0 {
+		return 0, fmt.Errorf("create container: %s %s: %v, pid %d; its stderr: %s", bin, launch.CreateArg, runErr, reply.Pid, logs)
+	}
+	return reply.Pid, nil
+}
+
+// outputBuffer is what one copy of a module's output holds: a line of
+// logs, not io.Copy's 32 KiB per stream (P7 counts it once per module).
+const outputBuffer = 4 << 10
+
+// copyOutput returns the write end of a pipe whose reads go to w (nothing
+// when w is nil) until every holder of the write end has closed it.
+func (i *instance) copyOutput(w io.Writer) (*os.File, error) {
+	r, wr, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("create container: %w", err)
+	}
+	if w == nil {
+		w = io.Discard
+	}
+	i.output.Add(1)
+	go func() {
+		defer i.output.Done()
+		defer r.Close()
+		io.CopyBuffer(onlyWriter{w}, r, make([]byte, outputBuffer))
+	}()
+	return wr, nil
+}
+
+// onlyWriter hides a writer's ReadFrom, which would bring back a buffer of
+// its own choosing.
+type onlyWriter struct{ io.Writer }
 
 // exec lets the waiting init exec the shim, which execs the module.
 func (i *instance) exec() error {
@@ -115,31 +188,40 @@ func (i *instance) exec() error {
 	return nil
 }
 
-// reap waits for the module's process and records why it ended. The OOM
-// count is read before Destroy removes the cgroup.
+// reap waits for the module's init, a child of this process since the init
+// binary that started it exited (the supervisor is the child subreaper),
+// and records why it ended. The OOM count is read before Destroy removes the
+// cgroup. It runs once; a second call waits for the first.
 func (i *instance) reap() {
-	state, err := i.process.Wait()
-	reason := ExitReason{Code: -1}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		state = ee.ProcessState
-	}
-	switch {
-	case state != nil:
-		ws := state.Sys().(syscall.WaitStatus)
-		if ws.Signaled() {
-			reason.Signal = unix.Signal(ws.Signal())
-		} else {
-			reason.Code = ws.ExitStatus()
+	i.exitOnce.Do(func() {
+		reason := ExitReason{Code: -1}
+		var ws unix.WaitStatus
+		for {
+			_, err := unix.Wait4(i.pid, &ws, 0, nil)
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if err != nil {
+				reason.Err = "wait: " + err.Error()
+			}
+			break
 		}
-	case err != nil:
-		reason.Err = "wait: " + err.Error()
-	}
-	if st, err := i.stats.read(i.cgroup); err == nil && st.OOMKills > 0 {
-		reason.OOMKilled = true
-	}
-	i.exitOnce.Do(func() { i.exit = reason })
-	close(i.done)
+		if reason.Err == "" {
+			if ws.Signaled() {
+				reason.Signal = ws.Signal()
+			} else {
+				reason.Code = ws.ExitStatus()
+			}
+		}
+		// The module's last lines are in the log before its end is told.
+		i.output.Wait()
+		if st, err := i.stats.read(i.cgroup); err == nil && st.OOMKills > 0 {
+			reason.OOMKilled = true
+		}
+		i.exit = reason
+		close(i.done)
+	})
+	<-i.done
 }
 
 // signal sends sig to the container's init, which is the module itself
