@@ -1,13 +1,10 @@
 package runtime
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"sync"
 	"time"
 
@@ -22,9 +19,10 @@ import (
 type instance struct {
 	name      string
 	container *libcontainer.Container
-	pid       int    // the container's init, the supervisor's child (subreaper)
-	cgroup    string // as libcontainer took it (Layout.CgroupPath)
-	hybrid    string // the unified cgroup joinHybrid made, removed at destroy
+	pid       int                // the container's init
+	ended     <-chan launch.Exit // its end, from the init server
+	cgroup    string             // as libcontainer took it (Layout.CgroupPath)
+	hybrid    string             // the unified cgroup joinHybrid made, removed at destroy
 	stats     statsReader
 	started   time.Time
 	output    sync.WaitGroup // the copies of the module's stdout and stderr
@@ -45,6 +43,7 @@ type launchSpec struct {
 	data   string
 	stdout io.Writer
 	stderr io.Writer
+	inits  *initServer
 }
 
 // create creates the module's container and runs its init up to the point
@@ -95,7 +94,7 @@ func (l Layout) create(ls launchSpec, stats statsReader) (*instance, error) {
 		inst.output.Wait()
 		return nil, err
 	}
-	pid, err := runInit(InitBeside(ls.shim), req, stdout, stderr)
+	made, err := ls.inits.create(req, stdout, stderr)
 	// The init holds its own copies now; ours would keep the copies from
 	// ever seeing the end of the output.
 	stdout.Close()
@@ -104,9 +103,9 @@ func (l Layout) create(ls launchSpec, stats statsReader) (*instance, error) {
 		inst.output.Wait()
 		return nil, err
 	}
-	inst.pid = pid
+	inst.pid, inst.ended = made.pid, made.exit
 	fail := func(err error) (*instance, error) {
-		_ = unix.Kill(pid, unix.SIGKILL)
+		_ = unix.Kill(inst.pid, unix.SIGKILL)
 		inst.reap()
 		var destroyErr error
 		if inst.container != nil {
@@ -117,39 +116,11 @@ func (l Layout) create(ls launchSpec, stats statsReader) (*instance, error) {
 	if inst.container, err = libcontainer.Load(l.ContainersDir(), ContainerID(name)); err != nil {
 		return fail(err)
 	}
-	if inst.hybrid, err = l.cgroups.joinHybrid(name, pid); err != nil {
+	if inst.hybrid, err = l.cgroups.joinHybrid(name, inst.pid); err != nil {
 		return fail(err)
 	}
 	go inst.reap()
 	return inst, nil
-}
-
-// runInit has the init binary create the container and returns its init's
-// pid. Its stderr (libcontainer's own messages) is kept for the error.
-func runInit(bin string, req launch.Request, stdout, stderr *os.File) (int, error) {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return 0, fmt.Errorf("create container: %w", err)
-	}
-	cmd := exec.Command(bin, launch.CreateArg)
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
-	cmd.Stdin = bytes.NewReader(body)
-	var out bytes.Buffer
-	logs := &cappedBuffer{max: 16 << 10}
-	cmd.Stdout, cmd.Stderr = &out, logs
-	cmd.ExtraFiles = []*os.File{stdout, stderr} // fds 3 and 4: launch.StdoutFd, StderrFd
-	runErr := cmd.Run()
-	var reply launch.Reply
-	if err := json.Unmarshal(out.Bytes(), &reply); err != nil {
-		return 0, fmt.Errorf("create container: %s %s: %v (%v); its stderr: %s", bin, launch.CreateArg, runErr, err, logs)
-	}
-	if reply.Error != "" {
-		return 0, errors.New(reply.Error)
-	}
-	if runErr != nil || reply.Pid <= 0 {
-		return 0, fmt.Errorf("create container: %s %s: %v, pid %d; its stderr: %s", bin, launch.CreateArg, runErr, reply.Pid, logs)
-	}
-	return reply.Pid, nil
 }
 
 // outputBuffer is what one copy of a module's output holds: a line of
@@ -188,30 +159,24 @@ func (i *instance) exec() error {
 	return nil
 }
 
-// reap waits for the module's init, a child of this process since the init
-// binary that started it exited (the supervisor is the child subreaper),
-// and records why it ended. The OOM count is read before Destroy removes the
-// cgroup. It runs once; a second call waits for the first.
+// reap waits for the module's init to end, as the init server reports it
+// (the init is the server's child), and records why. Should the server die
+// first, the init is this process's child (the child subreaper) and is
+// reaped here. The OOM count is read before Destroy removes the cgroup. It
+// runs once; a second call waits for the first.
 func (i *instance) reap() {
 	i.exitOnce.Do(func() {
 		reason := ExitReason{Code: -1}
-		var ws unix.WaitStatus
-		for {
-			_, err := unix.Wait4(i.pid, &ws, 0, nil)
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			if err != nil {
-				reason.Err = "wait: " + err.Error()
-			}
-			break
+		end, ok := <-i.ended
+		if !ok {
+			end = waitOrphan(i.pid)
 		}
-		if reason.Err == "" {
-			if ws.Signaled() {
-				reason.Signal = ws.Signal()
-			} else {
-				reason.Code = ws.ExitStatus()
-			}
+		if end.Err != "" {
+			reason.Err = "wait: " + end.Err
+		} else if ws := unix.WaitStatus(end.Status); ws.Signaled() {
+			reason.Signal = ws.Signal()
+		} else {
+			reason.Code = ws.ExitStatus()
 		}
 		// The module's last lines are in the log before its end is told.
 		i.output.Wait()
@@ -222,6 +187,22 @@ func (i *instance) reap() {
 		close(i.done)
 	})
 	<-i.done
+}
+
+// waitOrphan reaps an init whose server died: reparented, it is a child of
+// this process now.
+func waitOrphan(pid int) launch.Exit {
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(pid, &ws, 0, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return launch.Exit{Pid: pid, Err: err.Error()}
+		}
+		return launch.Exit{Pid: pid, Status: int(ws)}
+	}
 }
 
 // signal sends sig to the container's init, which is the module itself

@@ -134,6 +134,7 @@ type Supervisor struct {
 	disk       quota.Backend
 	diskChoice quota.Choice
 	owner      *RootLock // held from NewSupervisor to Close
+	inits      *initServer
 
 	mu      sync.Mutex
 	modules map[string]*supervised
@@ -167,8 +168,8 @@ func NewSupervisor(opts Options) (*Supervisor, error) {
 	if _, err := os.Stat(InitBeside(opts.Shim)); err != nil {
 		return nil, fmt.Errorf("supervisor: the container init %s, which goes beside the shim: %w (make build puts both in bin/)", InitBeside(opts.Shim), err)
 	}
-	// Containers' inits are started by blvm-sandbox-init, which exits; as
-	// the child subreaper this process inherits them and can reap them.
+	// Containers' inits are children of blvm-sandbox-init; should it die,
+	// they become this process's children (the child subreaper) to reap.
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return nil, fmt.Errorf("supervisor: become the child subreaper: %w", err)
 	}
@@ -203,6 +204,7 @@ func NewSupervisor(opts Options) (*Supervisor, error) {
 		opts: opts, layout: Layout{Root: opts.Root}, stats: statsReader{version: opts.Host.CgroupVersion},
 		ids: uidRegistry{path: opts.UIDRegistry, base: opts.UIDBase, files: etcIDFiles()},
 		log: opts.Logger, modules: map[string]*supervised{},
+		inits: newInitServer(InitBeside(opts.Shim), opts.Logger),
 	}
 	if err := s.layout.prepare(); err != nil {
 		return nil, fmt.Errorf("supervisor: %w", err)
@@ -549,7 +551,7 @@ func (s *Supervisor) createInstance(sv *supervised) (*instance, error) {
 		return nil, err
 	}
 	inst, err := s.layout.create(launchSpec{
-		policy: p, binary: sv.mod.Binary, shim: s.opts.Shim, ids: sv.ids, bundle: b,
+		policy: p, binary: sv.mod.Binary, shim: s.opts.Shim, ids: sv.ids, bundle: b, inits: s.inits,
 		socket: s.layout.Socket(name), data: s.layout.Data(name),
 		stdout: tee(sv.logFile, sv.mod.Stdout), stderr: tee(sv.logFile, sv.mod.Stderr),
 	}, s.stats)
@@ -786,6 +788,7 @@ func (s *Supervisor) Close(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	s.inits.close()
 	s.mu.Lock()
 	s.owner.release()
 	s.mu.Unlock()

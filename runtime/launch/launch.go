@@ -1,43 +1,47 @@
-// Package launch is the one request that crosses from the runtime to
-// blvm-sandbox-init: create this container and start its init, up to the
-// exec fifo. libcontainer re-executes the binary that calls Start as the
-// container's init, so the runtime does not call it itself: the small init
-// binary does, and then the init that runs in every container is that
-// binary, whose package initialisers are libcontainer's and little else
-// (the daemon's CLI, hub, metrics and chain clients never run there).
+// Package launch is what crosses between the runtime and blvm-sandbox-init:
+// create this container and start its init, up to the exec fifo; and, later,
+// how that init ended. libcontainer re-executes the binary that calls Start
+// as the container's init, so the runtime does not call it itself: the
+// small init binary does, and the init that runs in every container is that
+// binary, whose package initialisers are libcontainer's and little else (the
+// daemon's CLI, hub, metrics and chain clients never run there).
 //
-// The runtime writes a Request as JSON on the init binary's stdin and
-// passes the module's stdout and stderr as fds 3 and 4; the init binary
-// answers one Reply as JSON on its stdout and exits, leaving the init
-// waiting on the exec fifo. The runtime then loads the container from its
-// state directory (as `runc start` does) and, as the child subreaper, reaps
-// the init when it ends.
+// The runtime starts one `blvm-sandbox-init serve` and keeps it: a stream
+// socket at its fd 3 carries frames (a 4-byte big-endian length, then JSON).
+// A Request carries the module's stdout and stderr as SCM_RIGHTS; the server
+// answers a Message with the same Seq and the init's pid, and when that init
+// ends, a Message with its Exit. The inits are the server's children; it
+// reaps them. It exits when the socket closes.
 package launch
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"os/exec"
+	"sync"
+	"syscall"
 
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/configs"
 	"golang.org/x/sys/unix"
 )
 
-// CreateArg is the init binary's argument for a Request on stdin;
+// ServeArg is the init binary's argument for serving the runtime on fd 3;
 // libcontainer's own is "init".
-const CreateArg = "create"
+const ServeArg = "serve"
 
-// Fds of the module's stdout and stderr in the init binary.
-const (
-	StdoutFd = 3
-	StderrFd = 4
-)
+// SocketFd is the server's end of the runtime's socket.
+const SocketFd = 3
 
-// Request is one container to create.
+// Request is one container to create. Its frame carries two fds: the
+// module's stdout and stderr.
 type Request struct {
+	Seq      uint64          `json:"seq"`
 	StateDir string          `json:"state_dir"` // libcontainer's state root
 	ID       string          `json:"id"`
 	Config   *configs.Config `json:"config"`
@@ -54,51 +58,147 @@ type Process struct {
 	Cwd  string   `json:"cwd"`
 }
 
-// Reply is the init binary's answer: the init's pid, or why there is none.
-type Reply struct {
+// Message is the server's answer to Request Seq (Pid or Error), or, with
+// Exit set, the end of an init it started.
+type Message struct {
+	Seq   uint64 `json:"seq,omitempty"`
 	Pid   int    `json:"pid,omitempty"`
 	Error string `json:"error,omitempty"`
+	Exit  *Exit  `json:"exit,omitempty"`
 }
 
-// maxRequest bounds what the init binary reads: a policy's config is tens
-// of KiB.
-const maxRequest = 8 << 20
+// Exit is how an init ended: its wait status, or why there is none.
+type Exit struct {
+	Pid    int    `json:"pid"`
+	Status int    `json:"status"` // the raw wait status
+	Err    string `json:"err,omitempty"`
+}
 
-// Serve handles one Request from in and writes the Reply to out. It is the
-// init binary's "create"; it returns the process exit code.
-func Serve(in io.Reader, out io.Writer) int {
-	reply := Reply{}
-	pid, err := serve(in)
+// maxFrame bounds a frame: a policy's libcontainer config is tens of KiB.
+const maxFrame = 8 << 20
+
+// WriteFrame writes v as one frame, with fds (if any) attached to its
+// header. The caller serialises writers.
+func WriteFrame(c *net.UnixConn, v any, fds ...int) error {
+	body, err := json.Marshal(v)
 	if err != nil {
-		reply.Error = err.Error()
+		return err
 	}
-	reply.Pid = pid
-	if err := json.NewEncoder(out).Encode(reply); err != nil || reply.Error != "" {
-		return 1
+	if len(body) > maxFrame {
+		return fmt.Errorf("frame of %d bytes, more than %d", len(body), maxFrame)
 	}
-	return 0
+	hdr := binary.BigEndian.AppendUint32(nil, uint32(len(body)))
+	var oob []byte
+	if len(fds) > 0 {
+		oob = unix.UnixRights(fds...)
+	}
+	if _, _, err := c.WriteMsgUnix(hdr, oob, nil); err != nil {
+		return err
+	}
+	_, err = c.Write(body)
+	return err
 }
 
-func serve(in io.Reader) (int, error) {
-	var req Request
-	dec := json.NewDecoder(io.LimitReader(in, maxRequest))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return 0, fmt.Errorf("read the request: %w", err)
+// ReadFrame reads one frame into v and returns the fds attached to it,
+// which the caller owns.
+func ReadFrame(c *net.UnixConn, v any) ([]int, error) {
+	hdr := make([]byte, 4)
+	oob := make([]byte, unix.CmsgSpace(4*4))
+	n, oobn, _, _, err := c.ReadMsgUnix(hdr, oob)
+	if err != nil {
+		return nil, err
 	}
+	var fds []int
+	if oobn > 0 {
+		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range msgs {
+			got, err := unix.ParseUnixRights(&m)
+			if err != nil {
+				return nil, err
+			}
+			fds = append(fds, got...)
+		}
+	}
+	fail := func(err error) ([]int, error) {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		return nil, err
+	}
+	if _, err := io.ReadFull(c, hdr[n:]); err != nil {
+		return fail(err)
+	}
+	size := binary.BigEndian.Uint32(hdr)
+	if size > maxFrame {
+		return fail(fmt.Errorf("frame of %d bytes, more than %d", size, maxFrame))
+	}
+	body := make([]byte, size)
+	if _, err := io.ReadFull(c, body); err != nil {
+		return fail(err)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fail(err)
+	}
+	return fds, nil
+}
+
+// Serve answers the runtime on c until it closes: each Request is created
+// in its own goroutine, and each init it starts is waited for.
+func Serve(c *net.UnixConn) error {
+	var wmu sync.Mutex
+	send := func(m Message) {
+		wmu.Lock()
+		defer wmu.Unlock()
+		_ = WriteFrame(c, m) // a runtime gone closes the socket: the read ends
+	}
+	var running sync.WaitGroup
+	defer running.Wait()
+	for {
+		var req Request
+		fds, err := ReadFrame(c, &req)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		running.Add(1)
+		go func() {
+			defer running.Done()
+			p, pid, err := create(req, fds)
+			if err != nil {
+				send(Message{Seq: req.Seq, Error: err.Error()})
+				return
+			}
+			// The pid goes first: the runtime waits for an exit only
+			// after it knows the pid.
+			send(Message{Seq: req.Seq, Pid: pid})
+			send(Message{Exit: wait(p, pid)})
+		}()
+	}
+}
+
+func create(req Request, fds []int) (*libcontainer.Process, int, error) {
+	if len(fds) != 2 {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		return nil, 0, fmt.Errorf("create %s: want the module's stdout and stderr, got %d fds", req.ID, len(fds))
+	}
+	stdout, stderr := os.NewFile(uintptr(fds[0]), "stdout"), os.NewFile(uintptr(fds[1]), "stderr")
+	// The init holds its own copies once started; ours would keep the
+	// runtime from ever seeing the end of the module's output.
+	defer stdout.Close()
+	defer stderr.Close()
 	if req.Config == nil || req.ID == "" || req.StateDir == "" {
-		return 0, errors.New("read the request: state_dir, id and config are required")
+		return nil, 0, errors.New("create: state_dir, id and config are required")
 	}
-	stdout, stderr := os.NewFile(StdoutFd, "stdout"), os.NewFile(StderrFd, "stderr")
-	if stdout == nil || stderr == nil {
-		return 0, errors.New("the module's stdout and stderr are not fds 3 and 4")
-	}
-	// The init gets them as its 1 and 2; no other copy may reach it.
-	unix.CloseOnExec(StdoutFd)
-	unix.CloseOnExec(StderrFd)
 	c, err := libcontainer.Create(req.StateDir, req.ID, req.Config)
 	if err != nil {
-		return 0, fmt.Errorf("create container: %w", err)
+		return nil, 0, fmt.Errorf("create container: %w", err)
 	}
 	p := &libcontainer.Process{
 		Args:   req.Process.Args,
@@ -111,12 +211,28 @@ func serve(in io.Reader) (int, error) {
 		Init:   true,
 	}
 	if err := c.Start(p); err != nil {
-		return 0, errors.Join(fmt.Errorf("start container: %w", err), c.Destroy())
+		return nil, 0, errors.Join(fmt.Errorf("start container: %w", err), c.Destroy())
 	}
 	pid, err := p.Pid()
 	if err != nil {
 		_ = c.Signal(unix.SIGKILL)
-		return 0, errors.Join(fmt.Errorf("start container: %w", err), c.Destroy())
+		return nil, 0, errors.Join(fmt.Errorf("start container: %w", err), c.Destroy())
 	}
-	return pid, nil
+	return p, pid, nil
+}
+
+func wait(p *libcontainer.Process, pid int) *Exit {
+	state, err := p.Wait()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		state = ee.ProcessState
+	}
+	if state == nil {
+		msg := "no wait status"
+		if err != nil {
+			msg = err.Error()
+		}
+		return &Exit{Pid: pid, Err: msg}
+	}
+	return &Exit{Pid: pid, Status: int(state.Sys().(syscall.WaitStatus))}
 }
