@@ -22,9 +22,10 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
+	"runtime/debug"
 	"sync"
-	"syscall"
+	"sync/atomic"
+	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/configs"
@@ -73,6 +74,13 @@ type Exit struct {
 	Status int    `json:"status"` // the raw wait status
 	Err    string `json:"err,omitempty"`
 }
+
+// idleFree is how long after a create the server returns its garbage to
+// the kernel, if no other create is running then.
+const idleFree = 2 * time.Second
+
+// gcLimit is the heap size at which the server collects while busy.
+const gcLimit = 32 << 20
 
 // maxFrame bounds a frame: a policy's libcontainer config is tens of KiB.
 const maxFrame = 8 << 20
@@ -148,6 +156,12 @@ func ReadFrame(c *net.UnixConn, v any) ([]int, error) {
 // Serve answers the runtime on c until it closes: each Request is created
 // in its own goroutine, and each init it starts is waited for.
 func Serve(c *net.UnixConn) error {
+	// A create is a burst of garbage on a small heap: collected at Go's
+	// default pace it would be collected several times per create, on the
+	// start path. The server collects when its heap reaches a bound, and
+	// when it has been idle (idleFree).
+	debug.SetGCPercent(-1)
+	debug.SetMemoryLimit(gcLimit)
 	var wmu sync.Mutex
 	send := func(m Message) {
 		wmu.Lock()
@@ -155,6 +169,7 @@ func Serve(c *net.UnixConn) error {
 		_ = WriteFrame(c, m) // a runtime gone closes the socket: the read ends
 	}
 	var running sync.WaitGroup
+	var inFlight atomic.Int32 // creates not yet answered
 	defer running.Wait()
 	for {
 		var req Request
@@ -166,27 +181,42 @@ func Serve(c *net.UnixConn) error {
 			return err
 		}
 		running.Add(1)
+		inFlight.Add(1)
 		go func() {
 			defer running.Done()
-			p, pid, err := create(req, fds)
+			pid, err := create(req, fds)
 			if err != nil {
+				inFlight.Add(-1)
 				send(Message{Seq: req.Seq, Error: err.Error()})
 				return
 			}
 			// The pid goes first: the runtime waits for an exit only
 			// after it knows the pid.
 			send(Message{Seq: req.Seq, Pid: pid})
-			send(Message{Exit: wait(p, pid)})
+			// A create leaves megabytes of garbage (the decoded config,
+			// libcontainer's setup). Once idle for a while (not while
+			// the module it made starts) the server hands it back: it
+			// lives as long as the daemon.
+			inFlight.Add(-1)
+			time.AfterFunc(idleFree, func() {
+				if inFlight.Load() == 0 {
+					debug.FreeOSMemory()
+				}
+			})
+			send(Message{Exit: waitPid(pid)})
 		}()
 	}
 }
 
-func create(req Request, fds []int) (*libcontainer.Process, int, error) {
+// create returns only the init's pid: holding libcontainer's Process (and
+// through it the container's config and setup) for the container's life
+// would cost the server about 150 KiB per module.
+func create(req Request, fds []int) (int, error) {
 	if len(fds) != 2 {
 		for _, fd := range fds {
 			unix.Close(fd)
 		}
-		return nil, 0, fmt.Errorf("create %s: want the module's stdout and stderr, got %d fds", req.ID, len(fds))
+		return 0, fmt.Errorf("create %s: want the module's stdout and stderr, got %d fds", req.ID, len(fds))
 	}
 	stdout, stderr := os.NewFile(uintptr(fds[0]), "stdout"), os.NewFile(uintptr(fds[1]), "stderr")
 	// The init holds its own copies once started; ours would keep the
@@ -194,11 +224,11 @@ func create(req Request, fds []int) (*libcontainer.Process, int, error) {
 	defer stdout.Close()
 	defer stderr.Close()
 	if req.Config == nil || req.ID == "" || req.StateDir == "" {
-		return nil, 0, errors.New("create: state_dir, id and config are required")
+		return 0, errors.New("create: state_dir, id and config are required")
 	}
 	c, err := libcontainer.Create(req.StateDir, req.ID, req.Config)
 	if err != nil {
-		return nil, 0, fmt.Errorf("create container: %w", err)
+		return 0, fmt.Errorf("create container: %w", err)
 	}
 	p := &libcontainer.Process{
 		Args:   req.Process.Args,
@@ -211,28 +241,27 @@ func create(req Request, fds []int) (*libcontainer.Process, int, error) {
 		Init:   true,
 	}
 	if err := c.Start(p); err != nil {
-		return nil, 0, errors.Join(fmt.Errorf("start container: %w", err), c.Destroy())
+		return 0, errors.Join(fmt.Errorf("start container: %w", err), c.Destroy())
 	}
 	pid, err := p.Pid()
 	if err != nil {
 		_ = c.Signal(unix.SIGKILL)
-		return nil, 0, errors.Join(fmt.Errorf("start container: %w", err), c.Destroy())
+		return 0, errors.Join(fmt.Errorf("start container: %w", err), c.Destroy())
 	}
-	return p, pid, nil
+	return pid, nil
 }
 
-func wait(p *libcontainer.Process, pid int) *Exit {
-	state, err := p.Wait()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		state = ee.ProcessState
-	}
-	if state == nil {
-		msg := "no wait status"
-		if err != nil {
-			msg = err.Error()
+// waitPid reaps the init (the server's child) and reports how it ended.
+func waitPid(pid int) *Exit {
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(pid, &ws, 0, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
 		}
-		return &Exit{Pid: pid, Err: msg}
+		if err != nil {
+			return &Exit{Pid: pid, Err: err.Error()}
+		}
+		return &Exit{Pid: pid, Status: int(ws)}
 	}
-	return &Exit{Pid: pid, Status: int(state.Sys().(syscall.WaitStatus))}
 }
