@@ -48,6 +48,9 @@ $(PROMTOOL):
 build: deps
 	# -buildvcs=auto: `version` names the commit even where GOFLAGS turns stamping off.
 	CGO_ENABLED=1 $(GO) build -buildvcs=auto $(STATIC) -o $(BIN)/blvm-sandbox ./cmd/blvm-sandbox
+	# The container init: libcontainer re-executes it in every container
+	# start, so it holds libcontainer and nothing of the daemon.
+	CGO_ENABLED=1 $(GO) build -trimpath $(STATIC) -o $(BIN)/blvm-sandbox-init ./cmd/blvm-sandbox-init
 	# The shim runs inside every container: static, no libc, no cgo.
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BIN)/blvm-landlock-shim ./cmd/blvm-landlock-shim
 	# Example modules: static, they run in an empty rootfs.
@@ -154,6 +157,7 @@ install: build
 	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/blvm-sandbox
 	install -m 0755 $(BIN)/blvm-sandbox $(DESTDIR)$(PREFIX)/bin/blvm-sandbox
 	install -m 0755 $(BIN)/blvm-landlock-shim $(DESTDIR)$(LIBEXECDIR)/blvm-landlock-shim
+	install -m 0755 $(BIN)/blvm-sandbox-init $(DESTDIR)$(LIBEXECDIR)/blvm-sandbox-init
 	sed -e 's|/usr/local/|$(PREFIX)/|g' -e 's|/etc/blvm-sandbox/|$(SYSCONFDIR)/blvm-sandbox/|g' \
 	  contrib/systemd/blvm-sandbox.service > $(DESTDIR)$(UNITDIR)/blvm-sandbox.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/blvm-sandbox.service

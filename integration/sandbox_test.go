@@ -19,9 +19,6 @@ import (
 	"github.com/blvm/blvm-sandbox/nodeconfig"
 	"github.com/blvm/blvm-sandbox/policy"
 	"github.com/blvm/blvm-sandbox/runtime"
-
-	// A container start re-executes this binary as the container's init.
-	_ "github.com/blvm/blvm-sandbox/runtime/containerinit"
 )
 
 const hostileManifest = `

@@ -5,26 +5,27 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
 	"golang.org/x/sys/unix"
 
 	"github.com/blvm/blvm-sandbox/policy"
+	"github.com/blvm/blvm-sandbox/runtime/launch"
 )
 
 // instance is one run of a module's container, from Create to Destroy.
 type instance struct {
 	name      string
 	container *libcontainer.Container
-	process   *libcontainer.Process
-	cgroup    string // as libcontainer took it (Layout.CgroupPath)
-	hybrid    string // the unified cgroup joinHybrid made, removed at destroy
+	pid       int                // the container's init
+	ended     <-chan launch.Exit // its end, from the init server
+	cgroup    string             // as libcontainer took it (Layout.CgroupPath)
+	hybrid    string             // the unified cgroup joinHybrid made, removed at destroy
 	stats     statsReader
 	started   time.Time
+	output    sync.WaitGroup // the copies of the module's stdout and stderr
 
 	done     chan struct{} // closed when the process has been reaped
 	exitOnce sync.Once
@@ -42,6 +43,7 @@ type launchSpec struct {
 	data   string
 	stdout io.Writer
 	stderr io.Writer
+	inits  *initServer
 }
 
 // create creates the module's container and runs its init up to the point
@@ -49,6 +51,10 @@ type launchSpec struct {
 // seccomp are in place, and the init waits on libcontainer's exec fifo until
 // exec. Creating ahead of time takes the heavy part off the start path. On
 // error nothing is left behind.
+//
+// blvm-sandbox-init does the creating (see runtime/launch): libcontainer
+// re-executes whoever calls Start as the container's init, and that must be
+// the small binary, not this process.
 func (l Layout) create(ls launchSpec, stats statsReader) (*instance, error) {
 	name := ls.policy.Module.Name
 	cfg, err := ls.policy.LibcontainerConfig(policy.HostPaths{
@@ -66,45 +72,83 @@ func (l Layout) create(ls launchSpec, stats statsReader) (*instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := libcontainer.Create(l.ContainersDir(), ContainerID(name), cfg)
-	if err != nil {
-		return nil, fmt.Errorf("create container: %w", err)
-	}
 	env := make([]string, 0, len(ls.policy.Env))
 	for _, e := range ls.policy.Env {
 		env = append(env, e.Name+"="+e.Value)
 	}
-	p := &libcontainer.Process{
-		Args:   ls.policy.ShimArgs(),
-		Env:    env,
-		UID:    int(ls.policy.Process.UID),
-		GID:    int(ls.policy.Process.UID),
-		Cwd:    ls.policy.Process.Cwd,
-		Stdout: ls.stdout,
-		Stderr: ls.stderr,
-		Init:   true,
+	req := launch.Request{
+		StateDir: l.ContainersDir(), ID: ContainerID(name), Config: cfg,
+		Process: launch.Process{
+			Args: ls.policy.ShimArgs(), Env: env,
+			UID: int(ls.policy.Process.UID), GID: int(ls.policy.Process.UID), Cwd: ls.policy.Process.Cwd,
+		},
 	}
-	if err := c.Start(p); err != nil {
-		destroyErr := c.Destroy()
-		return nil, errors.Join(fmt.Errorf("start container: %w", err), destroyErr)
-	}
-	pid, err := p.Pid()
-	var hybrid string
-	if err == nil {
-		hybrid, err = l.cgroups.joinHybrid(name, pid)
-	}
+	inst := &instance{name: name, cgroup: l.CgroupPath(name), stats: stats, done: make(chan struct{})}
+	stdout, err := inst.copyOutput(ls.stdout)
 	if err != nil {
-		_ = c.Signal(unix.SIGKILL)
-		destroyErr := c.Destroy()
+		return nil, err
+	}
+	stderr, err := inst.copyOutput(ls.stderr)
+	if err != nil {
+		stdout.Close()
+		inst.output.Wait()
+		return nil, err
+	}
+	made, err := ls.inits.create(req, stdout, stderr)
+	// The init holds its own copies now; ours would keep the copies from
+	// ever seeing the end of the output.
+	stdout.Close()
+	stderr.Close()
+	if err != nil {
+		inst.output.Wait()
+		return nil, err
+	}
+	inst.pid, inst.ended = made.pid, made.exit
+	fail := func(err error) (*instance, error) {
+		_ = unix.Kill(inst.pid, unix.SIGKILL)
+		inst.reap()
+		var destroyErr error
+		if inst.container != nil {
+			destroyErr = inst.container.Destroy()
+		}
 		return nil, errors.Join(fmt.Errorf("start container: %w", err), destroyErr)
 	}
-	inst := &instance{
-		name: name, container: c, process: p, cgroup: l.CgroupPath(name), hybrid: hybrid, stats: stats,
-		done: make(chan struct{}),
+	if inst.container, err = libcontainer.Load(l.ContainersDir(), ContainerID(name)); err != nil {
+		return fail(err)
+	}
+	if inst.hybrid, err = l.cgroups.joinHybrid(name, inst.pid); err != nil {
+		return fail(err)
 	}
 	go inst.reap()
 	return inst, nil
 }
+
+// outputBuffer is what one copy of a module's output holds: a line of
+// logs, not io.Copy's 32 KiB per stream (P7 counts it once per module).
+const outputBuffer = 4 << 10
+
+// copyOutput returns the write end of a pipe whose reads go to w (nothing
+// when w is nil) until every holder of the write end has closed it.
+func (i *instance) copyOutput(w io.Writer) (*os.File, error) {
+	r, wr, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("create container: %w", err)
+	}
+	if w == nil {
+		w = io.Discard
+	}
+	i.output.Add(1)
+	go func() {
+		defer i.output.Done()
+		defer r.Close()
+		io.CopyBuffer(onlyWriter{w}, r, make([]byte, outputBuffer))
+	}()
+	return wr, nil
+}
+
+// onlyWriter hides a writer's ReadFrom, which would bring back a buffer of
+// its own choosing.
+type onlyWriter struct{ io.Writer }
 
 // exec lets the waiting init exec the shim, which execs the module.
 func (i *instance) exec() error {
@@ -115,31 +159,50 @@ func (i *instance) exec() error {
 	return nil
 }
 
-// reap waits for the module's process and records why it ended. The OOM
-// count is read before Destroy removes the cgroup.
+// reap waits for the module's init to end, as the init server reports it
+// (the init is the server's child), and records why. Should the server die
+// first, the init is this process's child (the child subreaper) and is
+// reaped here. The OOM count is read before Destroy removes the cgroup. It
+// runs once; a second call waits for the first.
 func (i *instance) reap() {
-	state, err := i.process.Wait()
-	reason := ExitReason{Code: -1}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		state = ee.ProcessState
-	}
-	switch {
-	case state != nil:
-		ws := state.Sys().(syscall.WaitStatus)
-		if ws.Signaled() {
-			reason.Signal = unix.Signal(ws.Signal())
+	i.exitOnce.Do(func() {
+		reason := ExitReason{Code: -1}
+		end, ok := <-i.ended
+		if !ok {
+			end = waitOrphan(i.pid)
+		}
+		if end.Err != "" {
+			reason.Err = "wait: " + end.Err
+		} else if ws := unix.WaitStatus(end.Status); ws.Signaled() {
+			reason.Signal = ws.Signal()
 		} else {
 			reason.Code = ws.ExitStatus()
 		}
-	case err != nil:
-		reason.Err = "wait: " + err.Error()
+		// The module's last lines are in the log before its end is told.
+		i.output.Wait()
+		if st, err := i.stats.read(i.cgroup); err == nil && st.OOMKills > 0 {
+			reason.OOMKilled = true
+		}
+		i.exit = reason
+		close(i.done)
+	})
+	<-i.done
+}
+
+// waitOrphan reaps an init whose server died: reparented, it is a child of
+// this process now.
+func waitOrphan(pid int) launch.Exit {
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(pid, &ws, 0, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return launch.Exit{Pid: pid, Err: err.Error()}
+		}
+		return launch.Exit{Pid: pid, Status: int(ws)}
 	}
-	if st, err := i.stats.read(i.cgroup); err == nil && st.OOMKills > 0 {
-		reason.OOMKilled = true
-	}
-	i.exitOnce.Do(func() { i.exit = reason })
-	close(i.done)
 }
 
 // signal sends sig to the container's init, which is the module itself

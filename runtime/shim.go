@@ -10,6 +10,14 @@ import (
 // ShimName is the static Landlock shim's file name.
 const ShimName = "blvm-landlock-shim"
 
+// InitName is the container init binary's file name. It sits beside the
+// shim (in a build tree's bin/ and in ShimLibexec alike): the runtime finds
+// it there, so whoever names the shim has named the init too.
+const InitName = "blvm-sandbox-init"
+
+// InitBeside is the init binary that goes with shim.
+func InitBeside(shim string) string { return filepath.Join(filepath.Dir(shim), InitName) }
+
 // ShimLibexec is where `make install` puts the shim, relative to the
 // directory of the blvm-sandbox binary: $(PREFIX)/bin/../libexec/blvm-sandbox.
 // The Makefile's LIBEXECDIR must say the same.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io"
 	"log/slog"
 	"net"
@@ -54,7 +55,7 @@ var DefaultRestart = RestartPolicy{Delay: 500 * time.Millisecond, MaxDelay: 30 *
 // Options configure a Supervisor. Zero values give the defaults.
 type Options struct {
 	Root        string // runtime root; see Layout
-	Shim        string // the static Landlock shim binary
+	Shim        string // the static Landlock shim binary; blvm-sandbox-init sits beside it
 	Host        policy.Host
 	Grace       time.Duration // between SIGTERM and SIGKILL at stop (5 s)
 	Ready       time.Duration // deadline for a started module's first frame (10 s)
@@ -133,6 +134,7 @@ type Supervisor struct {
 	disk       quota.Backend
 	diskChoice quota.Choice
 	owner      *RootLock // held from NewSupervisor to Close
+	inits      *initServer
 
 	mu      sync.Mutex
 	modules map[string]*supervised
@@ -162,6 +164,14 @@ type supervised struct {
 func NewSupervisor(opts Options) (*Supervisor, error) {
 	if opts.Root == "" || opts.Shim == "" {
 		return nil, errors.New("supervisor: root and shim are required")
+	}
+	if _, err := os.Stat(InitBeside(opts.Shim)); err != nil {
+		return nil, fmt.Errorf("supervisor: the container init %s, which goes beside the shim: %w (make build puts both in bin/)", InitBeside(opts.Shim), err)
+	}
+	// Containers' inits are children of blvm-sandbox-init; should it die,
+	// they become this process's children (the child subreaper) to reap.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return nil, fmt.Errorf("supervisor: become the child subreaper: %w", err)
 	}
 	if opts.Grace <= 0 {
 		opts.Grace = 5 * time.Second
@@ -194,6 +204,7 @@ func NewSupervisor(opts Options) (*Supervisor, error) {
 		opts: opts, layout: Layout{Root: opts.Root}, stats: statsReader{version: opts.Host.CgroupVersion},
 		ids: uidRegistry{path: opts.UIDRegistry, base: opts.UIDBase, files: etcIDFiles()},
 		log: opts.Logger, modules: map[string]*supervised{},
+		inits: newInitServer(InitBeside(opts.Shim), opts.Logger),
 	}
 	if err := s.layout.prepare(); err != nil {
 		return nil, fmt.Errorf("supervisor: %w", err)
@@ -225,10 +236,10 @@ func NewSupervisor(opts Options) (*Supervisor, error) {
 	}
 	s.disk, s.diskChoice = disk, choice
 	s.log.Debug("disk quotas", "backend", choice.String())
-	if exe, err := os.Executable(); err == nil {
-		if root, err := filepath.Abs(opts.Root); err == nil && binaryContains(exe, root) {
-			s.log.Warn("the runtime's binary sits in a directory that contains its root; libcontainer will copy the binary for every container start (move one of them)",
-				"binary", exe, "root", root)
+	if init, err := filepath.Abs(InitBeside(opts.Shim)); err == nil {
+		if root, err := filepath.Abs(opts.Root); err == nil && binaryContains(init, root) {
+			s.log.Warn("the container init sits in a directory that contains the runtime's root; libcontainer will copy it for every container start (move one of them)",
+				"init", init, "root", root)
 		}
 	}
 	return s, nil
@@ -540,7 +551,7 @@ func (s *Supervisor) createInstance(sv *supervised) (*instance, error) {
 		return nil, err
 	}
 	inst, err := s.layout.create(launchSpec{
-		policy: p, binary: sv.mod.Binary, shim: s.opts.Shim, ids: sv.ids, bundle: b,
+		policy: p, binary: sv.mod.Binary, shim: s.opts.Shim, ids: sv.ids, bundle: b, inits: s.inits,
 		socket: s.layout.Socket(name), data: s.layout.Data(name),
 		stdout: tee(sv.logFile, sv.mod.Stdout), stderr: tee(sv.logFile, sv.mod.Stderr),
 	}, s.stats)
@@ -583,7 +594,7 @@ func (s *Supervisor) startOnce(sv *supervised) (*instance, error) {
 	running := func() (*instance, error) {
 		sv.mu.Lock()
 		sv.status.StartedAt = inst.started
-		sv.status.Pid, _ = inst.process.Pid()
+		sv.status.Pid = inst.pid
 		sv.mu.Unlock()
 		s.setState(sv, Running, nil)
 		return inst, nil
@@ -777,6 +788,7 @@ func (s *Supervisor) Close(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	s.inits.close()
 	s.mu.Lock()
 	s.owner.release()
 	s.mu.Unlock()

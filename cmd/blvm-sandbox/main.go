@@ -13,8 +13,6 @@ import (
 
 	"github.com/blvm/blvm-sandbox/internal/termesc"
 	"github.com/blvm/blvm-sandbox/nodeconfig"
-	// A container start re-executes this binary as the container's init.
-	_ "github.com/blvm/blvm-sandbox/runtime/containerinit"
 )
 
 // Exit codes shared by every subcommand.

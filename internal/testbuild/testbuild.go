@@ -34,14 +34,34 @@ var (
 func Static(tb testing.TB) Set {
 	tb.Helper()
 	shim := Build(tb, "blvm-landlock-shim", "cmd/blvm-landlock-shim", false)
+	// The runtime finds the container init beside the shim. Static, as
+	// make build links it: every container start execs it twice.
+	build(tb, "blvm-sandbox-init", "cmd/blvm-sandbox-init", staticCgo)
 	hostile := Build(tb, "hostile", "integration/hostile", false)
 	return Set{Dir: filepath.Dir(shim), Shim: shim, Hostile: hostile}
 }
+
+type linkMode int
+
+const (
+	noCgo linkMode = iota
+	dynamicCgo
+	staticCgo
+)
 
 // Build builds package pkg (relative to the module) as name, once, and
 // returns its path. With cgo it gets CGO_ENABLED=1 and the seccomp tag, as
 // a program that starts containers needs.
 func Build(tb testing.TB, name, pkg string, cgo bool) string {
+	tb.Helper()
+	mode := noCgo
+	if cgo {
+		mode = dynamicCgo
+	}
+	return build(tb, name, pkg, mode)
+}
+
+func build(tb testing.TB, name, pkg string, mode linkMode) string {
 	tb.Helper()
 	mu.Lock()
 	defer mu.Unlock()
@@ -61,8 +81,12 @@ func Build(tb testing.TB, name, pkg string, cgo bool) string {
 	out := filepath.Join(dir, name)
 	args := []string{"build", "-trimpath", "-o", out}
 	env := append(os.Environ(), "CGO_ENABLED=0")
-	if cgo {
+	switch mode {
+	case dynamicCgo:
 		args = append(args, "-tags", "seccomp")
+		env = append(os.Environ(), "CGO_ENABLED=1")
+	case staticCgo:
+		args = append(args, "-tags", "seccomp netgo osusergo", "-ldflags", "-linkmode external -extldflags -static")
 		env = append(os.Environ(), "CGO_ENABLED=1")
 	}
 	cmd := exec.Command("go", append(args, module+pkg)...)
