@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -13,22 +12,30 @@ import (
 	"github.com/blvm/blvm-sandbox/runtime"
 )
 
-// initServers lists this process's blvm-sandbox-init children.
-func initServers(t *testing.T) []int {
-	t.Helper()
-	tasks, _ := filepath.Glob("/proc/self/task/*/children")
-	var pids []int
-	for _, task := range tasks {
-		data, _ := os.ReadFile(task)
-		for _, f := range strings.Fields(string(data)) {
-			pid, _ := strconv.Atoi(f)
-			comm, _ := os.ReadFile("/proc/" + f + "/comm")
-			if strings.HasPrefix(strings.TrimSpace(string(comm)), "blvm-sandbox-in") {
-				pids = append(pids, pid)
-			}
+// parentPid is pid's parent, 0 if it is gone.
+func parentPid(pid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "PPid:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n
 		}
 	}
-	return pids
+	return 0
+}
+
+// initServerOf is the blvm-sandbox-init server whose child pid is.
+func initServerOf(t *testing.T, pid int) int {
+	t.Helper()
+	server := parentPid(pid)
+	comm, _ := os.ReadFile("/proc/" + strconv.Itoa(server) + "/comm")
+	if !strings.HasPrefix(strings.TrimSpace(string(comm)), "blvm-sandbox-in") || parentPid(server) != os.Getpid() {
+		t.Fatalf("module pid %d's parent %d (%q) is not an init server of this process", pid, server, comm)
+	}
+	return server
 }
 
 // The container init server dying (SIGKILL from outside) takes no module
@@ -43,13 +50,13 @@ func TestRootInitServerDeathLosesNothing(t *testing.T) {
 	if err := s.start("victim", "sleep", "60s", nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	servers := initServers(t)
-	if len(servers) != 1 {
-		t.Fatalf("init servers %v, want one", servers)
-	}
 	keeper, _ := s.sup.Status("keeper")
 	victim, _ := s.sup.Status("victim")
-	if err := syscall.Kill(servers[0], syscall.SIGKILL); err != nil {
+	server := initServerOf(t, keeper.Pid)
+	if other := initServerOf(t, victim.Pid); other != server {
+		t.Fatalf("one supervisor, two init servers: %d and %d", server, other)
+	}
+	if err := syscall.Kill(server, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(200 * time.Millisecond)
@@ -75,8 +82,12 @@ func TestRootInitServerDeathLosesNothing(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if now := initServers(t); len(now) != 1 || now[0] == servers[0] {
-		t.Errorf("init servers after a restart %v (the dead one was %d), want one new", now, servers[0])
+	restarted, _ := s.sup.Status("victim")
+	if now := initServerOf(t, restarted.Pid); now == server {
+		t.Errorf("the restarted module's init server is the dead one, %d", server)
+	}
+	if p := parentPid(keeper.Pid); p != os.Getpid() {
+		t.Errorf("keeper's parent after its server died: %d, want this process (the child subreaper)", p)
 	}
 	ctx := context.Background()
 	for _, name := range []string{"keeper", "victim"} {
