@@ -79,8 +79,8 @@ type Exit struct {
 // the kernel, if no other create is running then.
 const idleFree = 2 * time.Second
 
-// gcLimit is the heap size at which the server collects while busy.
-const gcLimit = 32 << 20
+// gcPercent is the server's GOGC.
+const gcPercent = 400
 
 // maxFrame bounds a frame: a policy's libcontainer config is tens of KiB.
 const maxFrame = 8 << 20
@@ -158,10 +158,10 @@ func ReadFrame(c *net.UnixConn, v any) ([]int, error) {
 func Serve(c *net.UnixConn) error {
 	// A create is a burst of garbage on a small heap: collected at Go's
 	// default pace it would be collected several times per create, on the
-	// start path. The server collects when its heap reaches a bound, and
-	// when it has been idle (idleFree).
-	debug.SetGCPercent(-1)
-	debug.SetMemoryLimit(gcLimit)
+	// start path. The server lets its heap grow to five times what is live
+	// (a bound, unlike no pacing at all, however many modules it holds),
+	// and hands the garbage back once idle (idleFree).
+	debug.SetGCPercent(gcPercent)
 	var wmu sync.Mutex
 	send := func(m Message) {
 		wmu.Lock()
