@@ -169,7 +169,8 @@ func (i *instance) reap() {
 		reason := ExitReason{Code: -1}
 		end, ok := <-i.ended
 		if !ok {
-			end = waitOrphan(i.pid)
+			// Its server died: reparented, the init is our child now.
+			end = launch.WaitPid(i.pid)
 		}
 		if end.Err != "" {
 			reason.Err = "wait: " + end.Err
@@ -187,22 +188,6 @@ func (i *instance) reap() {
 		close(i.done)
 	})
 	<-i.done
-}
-
-// waitOrphan reaps an init whose server died: reparented, it is a child of
-// this process now.
-func waitOrphan(pid int) launch.Exit {
-	var ws unix.WaitStatus
-	for {
-		_, err := unix.Wait4(pid, &ws, 0, nil)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return launch.Exit{Pid: pid, Err: err.Error()}
-		}
-		return launch.Exit{Pid: pid, Status: int(ws)}
-	}
 }
 
 // signal sends sig to the container's init, which is the module itself

@@ -11,6 +11,7 @@ import (
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
+	"github.com/blvm/blvm-sandbox/internal/atomicfile"
 	"github.com/blvm/blvm-sandbox/internal/termesc"
 	"github.com/blvm/blvm-sandbox/policy"
 	"github.com/blvm/blvm-sandbox/runtime/quota"
@@ -127,7 +128,7 @@ func (l Layout) moveIntoImage(name string, b quota.Backend, spec quota.Spec) (*q
 	if err := os.Rename(aside, done); err != nil {
 		return nil, errors.Join(fmt.Errorf("data dir: %w", err), b.Detach(m))
 	}
-	if err := syncDir(filepath.Dir(parent)); err != nil {
+	if err := atomicfile.SyncDir(filepath.Dir(parent)); err != nil {
 		return nil, errors.Join(fmt.Errorf("data dir: %w", err), b.Detach(m))
 	}
 	if err := os.RemoveAll(done); err != nil {

@@ -9,6 +9,8 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
+
+	"github.com/blvm/blvm-sandbox/internal/atomicfile"
 )
 
 // ownDir makes dir a directory owned by uid (and gid uid) with mode, without
@@ -134,7 +136,7 @@ func (l Layout) finishMigration(name string) error {
 	if err := os.Rename(staging, db); err != nil {
 		return fmt.Errorf("migrate %s: %w", parent, err)
 	}
-	return syncDir(filepath.Dir(parent))
+	return atomicfile.SyncDir(filepath.Dir(parent))
 }
 
 func hasMarker(parent string) bool {
@@ -157,15 +159,6 @@ func writeMarker(parent string) error {
 		return fmt.Errorf("%s: %w", p, err)
 	}
 	return unix.Fsync(fd)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // writePrivateFile creates path (in a directory only root can enter yet)

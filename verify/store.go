@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/blvm/blvm-sandbox/internal/atomicfile"
 	"github.com/blvm/blvm-sandbox/internal/lazyre"
 	"github.com/blvm/blvm-sandbox/internal/safefile"
 	"github.com/blvm/blvm-sandbox/manifest"
@@ -123,7 +124,7 @@ func (s *Store) Seal(moduleDir string, m *manifest.Manifest) (path string, reuse
 	if err = os.Rename(tmp.Name(), path); err != nil {
 		return "", false, fmt.Errorf("store: %w", err)
 	}
-	if err = syncDir(dir); err != nil {
+	if err = atomicfile.SyncDir(dir); err != nil {
 		return "", false, err
 	}
 	return path, false, nil
@@ -270,19 +271,6 @@ func (s *Store) Check(hexDigest string) error {
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != hexDigest {
 		return fmt.Errorf("store: entry %s hashes to sha256:%s; the store was tampered with", path, got)
-	}
-	return nil
-}
-
-// syncDir fsyncs a directory so a rename in it survives a crash.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("fsync dir: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync dir %s: %w", dir, err)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ package atomicfile
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 )
@@ -26,10 +27,19 @@ func WriteFile(path string, data []byte, mode os.FileMode) error {
 		os.Remove(tmp.Name())
 		return err
 	}
+	return SyncDir(dir)
+}
+
+// SyncDir fsyncs a directory, so that a create, rename or removal in it
+// survives a crash.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
-		return err
+		return fmt.Errorf("fsync dir: %w", err)
 	}
 	defer d.Close()
-	return d.Sync()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync dir %s: %w", dir, err)
+	}
+	return nil
 }

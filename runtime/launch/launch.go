@@ -203,7 +203,8 @@ func Serve(c *net.UnixConn) error {
 					debug.FreeOSMemory()
 				}
 			})
-			send(Message{Exit: waitPid(pid)})
+			exit := WaitPid(pid)
+			send(Message{Exit: &exit})
 		}()
 	}
 }
@@ -251,8 +252,9 @@ func create(req Request, fds []int) (int, error) {
 	return pid, nil
 }
 
-// waitPid reaps the init (the server's child) and reports how it ended.
-func waitPid(pid int) *Exit {
+// WaitPid reaps pid, a child of the caller, and reports how it ended: the
+// server for its inits, the runtime for those a dead server left it.
+func WaitPid(pid int) Exit {
 	var ws unix.WaitStatus
 	for {
 		_, err := unix.Wait4(pid, &ws, 0, nil)
@@ -260,8 +262,8 @@ func waitPid(pid int) *Exit {
 			continue
 		}
 		if err != nil {
-			return &Exit{Pid: pid, Err: err.Error()}
+			return Exit{Pid: pid, Err: err.Error()}
 		}
-		return &Exit{Pid: pid, Status: int(ws)}
+		return Exit{Pid: pid, Status: int(ws)}
 	}
 }

@@ -11,6 +11,8 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
+
+	"github.com/blvm/blvm-sandbox/internal/atomicfile"
 )
 
 // mountFlags keep a module's image from ever carrying set-uid binaries,
@@ -281,7 +283,7 @@ func (b *imageBackend) makeImage(s Spec) error {
 		err = os.Rename(tmp, s.Image)
 	}
 	if err == nil {
-		err = syncDir(filepath.Dir(s.Image))
+		err = atomicfile.SyncDir(filepath.Dir(s.Image))
 	}
 	if err != nil {
 		os.Remove(tmp)
@@ -429,13 +431,4 @@ func rootOnly(dir string) error {
 		return fmt.Errorf("%s is uid %d mode %04o; want root's alone (0700)", dir, st.Uid, st.Mode&0o7777)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -83,21 +83,20 @@ func loopDevices() ([]loopDevice, error) {
 		if !strings.HasPrefix(name, "loop") {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(sysBlock, name, "loop", "backing_file"))
-		if err != nil {
-			continue // unbound (no loop/ dir) or unbound meanwhile
+		if _, err := os.Stat(filepath.Join(sysBlock, name, "loop")); err != nil {
+			continue // unbound: no loop/ dir
 		}
 		d, err := os.ReadFile(filepath.Join(sysBlock, name, "dev"))
 		if err != nil {
-			continue
+			continue // gone meanwhile
 		}
 		dev, err := parseDevNum(strings.TrimSpace(string(d)))
 		if err != nil {
 			return nil, fmt.Errorf("%s/%s/dev: %w", sysBlock, name, err)
 		}
-		backing := strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)")
-		ac, _ := os.ReadFile(filepath.Join(sysBlock, name, "loop", "autoclear"))
-		out = append(out, loopDevice{Path: "/dev/" + name, Dev: dev, Backing: backing, Autoclear: strings.TrimSpace(string(ac)) == "1"})
+		if l, ok := loopAt(dev); ok { // else unbound meanwhile
+			out = append(out, l)
+		}
 	}
 	return out, nil
 }
