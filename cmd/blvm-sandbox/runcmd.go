@@ -30,6 +30,7 @@ type runFlags struct {
 	shim           string
 	timeout        time.Duration
 	allowDowngrade bool
+	timings        bool
 }
 
 func newRunCommand(stdout, stderr io.Writer) *cobra.Command {
@@ -57,6 +58,7 @@ runtime root). Ctrl-C or --timeout stops the module and cleans up.`,
 	fl.StringVar(&f.shim, "shim", "", "the static Landlock shim (default: beside this binary, else in "+runtime.ShimLibexec+" from it)")
 	fl.DurationVar(&f.timeout, "timeout", 0, "stop the module after this long (0: no limit)")
 	fl.BoolVar(&f.allowDowngrade, "allow-downgrade", false, "accept a version below the recorded high-water mark")
+	fl.BoolVar(&f.timings, "timings", false, "print where the run spent its time, stage by stage, on stderr at the end")
 	return cmd
 }
 
@@ -66,6 +68,13 @@ type moduleExit struct{ code int }
 func (e moduleExit) Error() string { return fmt.Sprintf("module exited with %d", e.code) }
 
 func runModule(stdout, stderr io.Writer, f *runFlags, dir string) error {
+	var clock *stageClock
+	if f.timings {
+		clock = newStageClock(stderr)
+		// Deferred first, so it runs last: teardown is everything the
+		// deferred closes below do.
+		defer func() { clock.mark("teardown"); clock.print() }()
+	}
 	cfg, root, err := operatorConfig("run", f.nodeConfig, f.root)
 	if err != nil {
 		return err
@@ -79,6 +88,7 @@ func runModule(stdout, stderr io.Writer, f *runFlags, dir string) error {
 		return fmt.Errorf("run: host: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	clock.mark("config")
 	// The root first: a root a daemon owns is refused before anything is
 	// verified, and never recovered under the daemon's feet.
 	sup, err := runtime.NewSupervisor(runtime.Options{
@@ -92,6 +102,7 @@ func runModule(stdout, stderr io.Writer, f *runFlags, dir string) error {
 		return fmt.Errorf("run: %w", err)
 	}
 	defer sup.Close(context.Background())
+	clock.mark("supervisor")
 	prep, err := loader.Prepare(dir, cfg, loader.Options{Root: root, Host: host, AllowDowngrade: f.allowDowngrade})
 	if err != nil {
 		return refused(fmt.Errorf("run: %w", err))
@@ -99,6 +110,7 @@ func runModule(stdout, stderr io.Writer, f *runFlags, dir string) error {
 	for _, w := range prep.Warnings {
 		fmt.Fprintln(stderr, "warning:", termesc.String(w))
 	}
+	clock.mark("verify")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM)
 	defer stop()
 	if f.timeout > 0 {
@@ -113,6 +125,7 @@ func runModule(stdout, stderr io.Writer, f *runFlags, dir string) error {
 	}
 	defer chain.Close()
 	go chain.Run(ctx)
+	clock.mark("devchain")
 	h := hub.New(chain, hub.Config{NodeVersion: cfg.Node.Version, Logger: log})
 	defer h.Close()
 	name := prep.Manifest.Name
@@ -126,11 +139,15 @@ func runModule(stdout, stderr io.Writer, f *runFlags, dir string) error {
 		ID: name + "@" + prep.Manifest.Version, Name: name, Version: prep.Manifest.Version,
 		Capabilities: prep.Capabilities.Names(), ACL: prep.Policy.Hub,
 	}
-	err = sup.Start(ctx, runtime.Module{
+	err = sup.Prepare(ctx, runtime.Module{
 		Policy: prep.Policy, Binary: prep.Verified.StorePath, Config: prep.Config, Expires: manager.Expiry(prep.Manifest),
 		Serve:  func(ln net.Listener, uid int) error { spec.PeerUID = uid; return h.Attach(spec, ln) },
 		Stdout: modOut, Stderr: modErr,
 	})
+	if err == nil {
+		clock.mark("create")
+		err = sup.Run(ctx, name)
+	}
 	if err != nil {
 		// The module never ran: 125, as the help says, not bad input.
 		return &exitError{code: 125, err: fmt.Errorf("run: %w", err)}
@@ -138,7 +155,9 @@ func runModule(stdout, stderr io.Writer, f *runFlags, dir string) error {
 	if err := verify.RecordLoaded(root, name, prep.Manifest.Version); err != nil {
 		fmt.Fprintln(stderr, "warning: rollback mark not recorded:", err)
 	}
+	clock.mark("start")
 	exit, err := sup.Wait(ctx, name)
+	clock.mark("module")
 	// What the module wrote comes before how it ended.
 	modOut.Close()
 	modErr.Close()
@@ -159,6 +178,7 @@ func runModule(stdout, stderr io.Writer, f *runFlags, dir string) error {
 		fmt.Fprintf(stderr, "%s %s\n", name, exit)
 	}
 	sup.Stop(context.Background(), name)
+	clock.mark("stop")
 	return moduleExit{code: exit.ShellCode()}
 }
 
