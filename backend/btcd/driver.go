@@ -88,6 +88,9 @@ type Driver struct {
 	resync   atomic.Bool
 
 	events    chainsync.Fanout
+	toldMu    sync.Mutex
+	toldHash  chainhash.Hash
+	toldH     uint64
 	cancelGov func()
 
 	closeOnce sync.Once
@@ -345,6 +348,11 @@ func (d *Driver) syncOnce(tracker *chainsync.Tracker, pool *chainsync.Mempool, f
 	ctx, cancel := context.WithTimeout(context.Background(), 4*d.cfg.CallTimeout)
 	defer cancel()
 	n, err := tracker.Reconcile(ctx, source{d}, d.events.Publish)
+	if h, ht, ok := tracker.Tip(); ok {
+		d.toldMu.Lock()
+		d.toldHash, d.toldH = h, ht
+		d.toldMu.Unlock()
+	}
 	if err != nil {
 		return err
 	}
@@ -398,6 +406,14 @@ func (d *Driver) Network() string {
 		return "unknown"
 	}
 	return d.network
+}
+
+// Told is the tip the subscribers were last told about (zero before the
+// first reconcile).
+func (d *Driver) Told() (chainhash.Hash, uint64) {
+	d.toldMu.Lock()
+	defer d.toldMu.Unlock()
+	return d.toldHash, d.toldH
 }
 
 // Notifications is how many notifications rpcclient delivered.

@@ -81,6 +81,7 @@ type Node struct {
 	// MiningKey owns every coinbase; MiningAddr is its P2PKH address.
 	MiningKey  *btcec.PrivateKey
 	MiningAddr address.Address
+	net        string
 	cmd        *exec.Cmd
 	exited     chan struct{}
 }
@@ -94,14 +95,32 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// Options choose the chain. btcd deletes its regtest database at every
+// start, so a test that restarts the node runs it on simnet, which keeps it.
+type Options struct {
+	Simnet bool
+}
+
+// Network is the chain name btcd reports for these options.
+func (o Options) Network() string {
+	if o.Simnet {
+		return "simnet"
+	}
+	return "regtest"
+}
+
 // Start runs a fresh btcd and registers its stop in t.Cleanup.
-func Start(t testing.TB) *Node {
+func Start(t testing.TB, opts Options) *Node {
 	t.Helper()
+	params := &chaincfg.RegressionNetParams
+	if opts.Simnet {
+		params = &chaincfg.SimNetParams
+	}
 	key, err := btcec.NewPrivateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr, err := address.NewAddressPubKeyHash(address.Hash160(key.PubKey().SerializeCompressed()), &chaincfg.RegressionNetParams)
+	addr, err := address.NewAddressPubKeyHash(address.Hash160(key.PubKey().SerializeCompressed()), params)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +130,7 @@ func Start(t testing.TB) *Node {
 		t: t, bin: Binary(t), Dir: t.TempDir(),
 		RPCAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))),
 		User:    "blvm", Pass: hex.EncodeToString(pass),
-		MiningKey: key, MiningAddr: addr,
+		MiningKey: key, MiningAddr: addr, net: "--" + opts.Network(),
 	}
 	t.Cleanup(n.Stop)
 	n.Restart()
@@ -129,7 +148,7 @@ func (n *Node) Restart() {
 	}
 	defer logf.Close()
 	cmd := exec.Command(n.bin,
-		"--regtest", "--datadir="+filepath.Join(n.Dir, "data"), "--logdir="+filepath.Join(n.Dir, "logs"),
+		n.net, "--datadir="+filepath.Join(n.Dir, "data"), "--logdir="+filepath.Join(n.Dir, "logs"),
 		"--configfile="+filepath.Join(n.Dir, "btcd.conf"),
 		"--rpclisten="+n.RPCAddr, "--rpcuser="+n.User, "--rpcpass="+n.Pass,
 		"--rpccert="+filepath.Join(n.Dir, "rpc.cert"), "--rpckey="+filepath.Join(n.Dir, "rpc.key"),

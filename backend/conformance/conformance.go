@@ -35,19 +35,23 @@ type Node interface {
 	Stop(t *testing.T)
 	Start(t *testing.T)
 	CanRestart() bool
+	// Settle waits until the backend has published the events of every
+	// change made so far, so that a new subscriber starts from a quiet tip.
+	Settle(t *testing.T)
 }
 
 // Timeout bounds every wait for events.
 var Timeout = 30 * time.Second
 
-// Run runs every case against the node newNode makes; each case gets its own.
-func Run(t *testing.T, newNode func(t *testing.T) Node) {
-	t.Run("Reads", func(t *testing.T) { testReads(t, newNode(t)) })
-	t.Run("Reorg1", func(t *testing.T) { testReorg(t, newNode(t), 1) })
-	t.Run("Reorg3", func(t *testing.T) { testReorg(t, newNode(t), 3) })
-	t.Run("Burst100", func(t *testing.T) { testBurst(t, newNode(t), 100) })
+// Run runs every case against the node newNode makes; each case gets its
+// own. restart says the case will stop and start the node.
+func Run(t *testing.T, newNode func(t *testing.T, restart bool) Node) {
+	t.Run("Reads", func(t *testing.T) { testReads(t, newNode(t, false)) })
+	t.Run("Reorg1", func(t *testing.T) { testReorg(t, newNode(t, false), 1) })
+	t.Run("Reorg3", func(t *testing.T) { testReorg(t, newNode(t, false), 3) })
+	t.Run("Burst100", func(t *testing.T) { testBurst(t, newNode(t, false), 100) })
 	t.Run("Restart", func(t *testing.T) {
-		n := newNode(t)
+		n := newNode(t, true)
 		if !n.CanRestart() {
 			t.Skip("this backend has no node to restart")
 		}
@@ -181,6 +185,7 @@ func ctxT(t *testing.T) context.Context {
 func testReads(t *testing.T, n Node) {
 	b := n.Backend()
 	ctx := ctxT(t)
+	n.Settle(t)
 	rec := subscribe(t, b)
 	tip, height, err := b.ChainTip(ctx)
 	if err != nil {
@@ -269,6 +274,7 @@ func testReorg(t *testing.T, n Node, depth int) {
 	b := n.Backend()
 	ctx := ctxT(t)
 	n.Mine(t, depth+1)
+	n.Settle(t)
 	rec := subscribe(t, b)
 	tip, height, err := b.ChainTip(ctx)
 	if err != nil {
@@ -319,6 +325,7 @@ func connects(hs []chainhash.Hash) []blockEv {
 
 func testBurst(t *testing.T, n Node, count int) {
 	b := n.Backend()
+	n.Settle(t)
 	r1, r2 := subscribe(t, b), subscribe(t, b)
 	want := connects(n.Mine(t, count))
 	for i, r := range []*recorder{r1, r2} {
@@ -330,6 +337,7 @@ func testBurst(t *testing.T, n Node, count int) {
 
 func testRestart(t *testing.T, n Node) {
 	b := n.Backend()
+	n.Settle(t)
 	rec := subscribe(t, b)
 	before := n.Mine(t, 2)
 	rec.waitBlocks(t, 2)

@@ -24,13 +24,15 @@ import (
 
 func TestConformance(t *testing.T) {
 	t.Run("devchain", func(t *testing.T) {
-		conformance.Run(t, func(t *testing.T) conformance.Node { return newDevNode(t) })
+		conformance.Run(t, func(t *testing.T, _ bool) conformance.Node { return newDevNode(t) })
 	})
 	t.Run("btcd", func(t *testing.T) {
 		if testing.Short() {
 			t.Skip("-short: no real btcd")
 		}
-		conformance.Run(t, func(t *testing.T) conformance.Node { return newBtcdNode(t) })
+		conformance.Run(t, func(t *testing.T, restart bool) conformance.Node {
+			return newBtcdNode(t, btcdtest.Options{Simnet: restart})
+		})
 	})
 }
 
@@ -58,6 +60,9 @@ func (n *devNode) Backend() hub.Backend { return n.c }
 func (n *devNode) CanRestart() bool     { return false }
 func (n *devNode) Stop(t *testing.T)    {}
 func (n *devNode) Start(t *testing.T)   {}
+
+// Settle: the dev chain delivers before MineBlock returns.
+func (n *devNode) Settle(t *testing.T) {}
 
 func (n *devNode) Mine(t *testing.T, count int) []chainhash.Hash {
 	var out []chainhash.Hash
@@ -112,15 +117,15 @@ type btcdNode struct {
 	nextCoin int64 // the next coinbase height to spend
 }
 
-func newBtcdNode(t *testing.T) *btcdNode {
-	node := btcdtest.Start(t)
+func newBtcdNode(t *testing.T, opts btcdtest.Options) *btcdNode {
+	node := btcdtest.Start(t, opts)
 	n := &btcdNode{node: node, ctl: node.Client(), nextCoin: 1}
 	// A spendable coinbase for SendTx.
 	if _, err := n.ctl.Generate(101); err != nil {
 		t.Fatalf("generate: %v", err)
 	}
 	drv, err := btcd.New(btcd.Config{
-		Host: node.RPCAddr, User: node.User, Pass: node.Pass, CertPEM: node.CertPEM, Network: "regtest",
+		Host: node.RPCAddr, User: node.User, Pass: node.Pass, CertPEM: node.CertPEM, Network: opts.Network(),
 		Poll: time.Second, RetryMin: 50 * time.Millisecond, RetryMax: 500 * time.Millisecond, CallTimeout: 5 * time.Second,
 	})
 	if err != nil {
@@ -133,22 +138,23 @@ func newBtcdNode(t *testing.T) *btcdNode {
 		t.Fatal(err)
 	}
 	n.drv = drv
-	// The driver learns the tip before the cases subscribe, so the blocks
-	// mined above are not events.
-	waitTip(t, drv, 101)
 	return n
 }
 
-func waitTip(t *testing.T, b hub.Backend, height uint64) {
+// Settle waits until the driver told its subscribers about btcd's tip.
+func (n *btcdNode) Settle(t *testing.T) {
+	want, _, err := n.ctl.GetBestBlock()
+	if err != nil {
+		t.Fatal(err)
+	}
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		if _, h, err := b.ChainTip(context.Background()); err == nil && h >= height {
-			time.Sleep(200 * time.Millisecond)
+		if h, _ := n.drv.Told(); h == *want {
 			return
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatalf("the driver never reached height %d", height)
+	t.Fatalf("the driver never told its subscribers about tip %s", want)
 }
 
 func (n *btcdNode) Backend() hub.Backend { return n.drv }
