@@ -148,16 +148,9 @@ func (d *Driver) bestHeight(ctx context.Context, hash chainhash.Hash) (uint64, e
 	if err := d.call(ctx, &r, "getblockheader", hash.String(), true); err != nil {
 		return 0, err
 	}
+	// btcd refuses a side-chain block here ("not in the main chain", mapped
+	// to ErrNotFound); a node that answers one says so with confirmations.
 	if r.Confirmations < 1 || r.Height < 0 {
-		return 0, fmt.Errorf("block %s: %w (off the best chain)", hash, hub.ErrNotFound)
-	}
-	// btcd answers the height of a side-chain block too: check the best
-	// chain holds it there.
-	at, err := d.BlockHash(ctx, uint64(r.Height))
-	if err != nil {
-		return 0, err
-	}
-	if at != hash {
 		return 0, fmt.Errorf("block %s: %w (off the best chain)", hash, hub.ErrNotFound)
 	}
 	return uint64(r.Height), nil
@@ -180,14 +173,23 @@ func (d *Driver) rawHeader(ctx context.Context, hash chainhash.Hash) (*wire.Bloc
 }
 
 func (d *Driver) Block(ctx context.Context, hash chainhash.Hash) (*wire.MsgBlock, uint64, error) {
-	height, err := d.bestHeight(ctx, hash)
-	if err != nil {
-		return nil, 0, err
+	// Both requests in flight at once over the one websocket.
+	type hres struct {
+		h   uint64
+		err error
 	}
+	hc := make(chan hres, 1)
+	go func() { h, err := d.bestHeight(ctx, hash); hc <- hres{h, err} }()
 	var s string
-	if err := d.call(ctx, &s, "getblock", hash.String(), 0); err != nil {
-		return nil, 0, err
+	rawErr := d.call(ctx, &s, "getblock", hash.String(), 0)
+	hr := <-hc
+	if hr.err != nil {
+		return nil, 0, hr.err
 	}
+	if rawErr != nil {
+		return nil, 0, rawErr
+	}
+	height := hr.h
 	b, err := hex.DecodeString(s)
 	if err != nil {
 		return nil, 0, fmt.Errorf("btcd: block %s: %w", hash, err)
