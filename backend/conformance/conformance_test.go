@@ -126,7 +126,7 @@ func newBtcdNode(t *testing.T, opts btcdtest.Options) *btcdNode {
 	}
 	drv, err := btcd.New(btcd.Config{
 		Host: node.RPCAddr, User: node.User, Pass: node.Pass, CertPEM: node.CertPEM, Network: opts.Network(),
-		Poll: time.Second, RetryMin: 50 * time.Millisecond, RetryMax: 500 * time.Millisecond, CallTimeout: 5 * time.Second,
+		Poll: time.Hour, RetryMin: 50 * time.Millisecond, RetryMax: 500 * time.Millisecond, CallTimeout: 5 * time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)
