@@ -60,6 +60,8 @@ func Default() *Config {
 			OpenFiles:   256,
 			TmpBytes:    16 << 20,
 		},
+		Backend: Backend{Kind: BackendDevchain},
+
 		Modules:  map[string]*Module{},
 		Provided: map[string]Provided{},
 		Lines:    map[string]int{},
@@ -102,7 +104,8 @@ var moduleReserved = []string{"enabled", "threshold", "maintainers", "allow", "d
 
 // knownKeys lists the keys allowed in each table, for "did you mean".
 var knownKeys = map[string][]string{
-	"":                      {"node", "paths", "sandbox", "trust", "capabilities", "limits", "modules", "provided_capabilities"},
+	"":                      {"node", "paths", "sandbox", "trust", "capabilities", "limits", "modules", "provided_capabilities", "backend"},
+	"backend":               backendKeys,
 	"node":                  {"version", "network", "database_backend"},
 	"paths":                 {"root", "modules_dir"},
 	"sandbox":               {"min_landlock_abi", "restart_delay", "restart_max_delay", "max_crashes", "crash_window", "stop_grace", "ready_timeout", "disk_bytes", "disk_inodes", "uid_base"},
@@ -136,6 +139,7 @@ func ParseBytes(file string, data []byte) (*Config, error) {
 		"limits":                &c.Limits,
 		"modules":               &modules,
 		"provided_capabilities": &c.Provided,
+		"backend":               &c.Backend,
 	}
 	for _, key := range d.SortedKeys(raw) {
 		dst, ok := fields[key]
@@ -293,6 +297,7 @@ func (c *Config) fillDefaults() {
 	setDefault(&c.Sandbox.UIDBase, def.Sandbox.UIDBase)
 	setString(&c.Capabilities.MaxTier, def.Capabilities.MaxTier)
 	c.Limits = overlay(def.Limits, c.Limits)
+	c.Backend.fillDefaults()
 }
 
 func setDefault[T comparable](v *T, def T) {
@@ -409,6 +414,7 @@ func (v *validator) add(field, format string, args ...any) {
 func (v *validator) defined(key ...string) bool { return v.md.IsDefined(key...) }
 
 func (c *Config) validate(v *validator) {
+	c.validateBackend(v)
 	if c.Node.Version != "" {
 		if _, err := manifest.ParseVersion(c.Node.Version); err != nil {
 			v.add("node.version", "not a strict semantic version: %v", err)

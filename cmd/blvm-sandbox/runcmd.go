@@ -124,9 +124,16 @@ func runModule(stdout, stderr io.Writer, f *runFlags, dir string) error {
 		return fmt.Errorf("run: dev chain: %w", err)
 	}
 	defer chain.Close()
-	go chain.Run(ctx)
-	clock.mark("devchain")
-	h := hub.New(chain, hub.Config{NodeVersion: cfg.Node.Version, Logger: log})
+	backend, mine, stopBackend, err := nodeBackend(cfg, chain, log)
+	if err != nil {
+		return badInput(fmt.Errorf("run: %w", err))
+	}
+	defer stopBackend()
+	if mine {
+		go chain.Run(ctx)
+	}
+	clock.mark("backend")
+	h := hub.New(backend, hub.Config{NodeVersion: cfg.Node.Version, Logger: log})
 	defer h.Close()
 	name := prep.Manifest.Name
 	// The module's lines are framed, its partial lines held back, so that

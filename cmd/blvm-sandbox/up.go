@@ -111,7 +111,12 @@ func runUp(stderr io.Writer, f *upFlags) error {
 		return fmt.Errorf("up: dev chain: %w", err)
 	}
 	defer chain.Close()
-	h := hub.New(chain, hub.Config{NodeVersion: cfg.Node.Version, Logger: log})
+	backend, mine, stopBackend, err := nodeBackend(cfg, chain, log)
+	if err != nil {
+		return badInput(fmt.Errorf("up: %w", err))
+	}
+	defer stopBackend()
+	h := hub.New(backend, hub.Config{NodeVersion: cfg.Node.Version, Logger: log})
 	defer h.Close()
 	mgr, err := manager.New(manager.Options{Config: cfg, Shim: shim, Host: host, Hub: h, Logger: log, Owner: owner})
 	if err != nil {
@@ -144,10 +149,12 @@ func runUp(stderr io.Writer, f *upFlags) error {
 	defer stopServing()
 	adminDone := make(chan error, 1)
 	go func() { adminDone <- srv.Serve(serveCtx) }()
-	go chain.Run(ctx)
+	if mine {
+		go chain.Run(ctx)
+	}
 
-	tip, height, _ := chain.ChainTip(ctx)
-	log.Info("node up", "network", chain.Network(), "height", height, "tip", tip.String(), "root", cfg.Paths.Root,
+	tip, height, _ := backend.ChainTip(ctx)
+	log.Info("node up", "backend", cfg.Backend.Kind, "network", backend.Network(), "height", height, "tip", tip.String(), "root", cfg.Paths.Root,
 		"modules_dir", cfg.Paths.ModulesDir, "admin", f.adminSocket, "landlock_abi", host.LandlockABI, "cgroup", host.CgroupVersion)
 	if err := mgr.Discover(ctx); err != nil {
 		log.Error("discovery", "err", err)

@@ -17,6 +17,10 @@ var ErrNotFound = errors.New("not found")
 // answers it as INVALID.
 var ErrInvalid = errors.New("invalid request")
 
+// ErrNodeUnavailable is what a Backend returns while it cannot reach its node
+// (down, restarting, not answering in time); the hub answers UNAVAILABLE.
+var ErrNodeUnavailable = errors.New("node unavailable")
+
 // Backend is the node's data as the hub needs it. A node that embeds the
 // runtime implements it; devchain is the embedded default. Every method must
 // be safe for concurrent use and honour ctx.

@@ -301,6 +301,9 @@ func (c *conn) backendError(what string, err error) *callError {
 		return errorf(pb.ErrorCode_TIMEOUT, "the node did not answer in time")
 	case errors.Is(err, context.Canceled):
 		return errorf(pb.ErrorCode_UNAVAILABLE, "the hub is stopping this module")
+	case errors.Is(err, ErrNodeUnavailable):
+		// The backend logs its lost node once, not once per call.
+		return errorf(pb.ErrorCode_UNAVAILABLE, "the node is unreachable now")
 	}
 	c.m.log.warn("hub: backend error", str("what", what), str("err", err.Error()))
 	return errorf(pb.ErrorCode_UNAVAILABLE, "the node cannot answer now")

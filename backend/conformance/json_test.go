@@ -1,0 +1,7 @@
+package conformance_test
+
+import "encoding/json"
+
+type jsonRaw = json.RawMessage
+
+func jsonString(s string) (json.RawMessage, error) { return json.Marshal(s) }
