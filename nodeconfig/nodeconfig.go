@@ -16,6 +16,7 @@ type Config struct {
 	Limits       Limits              `toml:"limits"`
 	Modules      map[string]*Module  `toml:"-"`
 	Provided     map[string]Provided `toml:"provided_capabilities"`
+	Registry     Registry            `toml:"registry"`
 
 	Path  string         `toml:"-"`
 	Lines map[string]int `toml:"-"`

@@ -102,7 +102,7 @@ var moduleReserved = []string{"enabled", "threshold", "maintainers", "allow", "d
 
 // knownKeys lists the keys allowed in each table, for "did you mean".
 var knownKeys = map[string][]string{
-	"":                      {"node", "paths", "sandbox", "trust", "capabilities", "limits", "modules", "provided_capabilities"},
+	"":                      {"node", "paths", "sandbox", "trust", "capabilities", "limits", "modules", "provided_capabilities", "registry"},
 	"node":                  {"version", "network", "database_backend"},
 	"paths":                 {"root", "modules_dir"},
 	"sandbox":               {"min_landlock_abi", "restart_delay", "restart_max_delay", "max_crashes", "crash_window", "stop_grace", "ready_timeout", "disk_bytes", "disk_inodes", "uid_base"},
@@ -111,6 +111,7 @@ var knownKeys = map[string][]string{
 	"capabilities":          {"max_tier", "deny"},
 	"limits":                {"memory_bytes", "pids", "cpus", "open_files", "tmp_bytes"},
 	"provided_capabilities": {"provider", "description", "tier", "danger"},
+	"registry":              registryKeys,
 }
 
 // ParseBytes is Parse for a config already in memory; file is recorded in
@@ -136,6 +137,7 @@ func ParseBytes(file string, data []byte) (*Config, error) {
 		"limits":                &c.Limits,
 		"modules":               &modules,
 		"provided_capabilities": &c.Provided,
+		"registry":              &c.Registry,
 	}
 	for _, key := range d.SortedKeys(raw) {
 		dst, ok := fields[key]
@@ -452,6 +454,7 @@ func (c *Config) validate(v *validator) {
 	}
 
 	pinned := c.validateTrust(v)
+	c.validateRegistry(v)
 
 	if t := c.Capabilities.MaxTier; v.defined("capabilities", "max_tier") && TierRank(t) < 0 {
 		v.tier("capabilities.max_tier", t)
