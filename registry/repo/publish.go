@@ -206,3 +206,18 @@ func (r *Repo) Yank(name, version string) error {
 	tf.Custom = &raw
 	return r.commit(true)
 }
+
+// Remove drops a version from the index (a takedown); its blobs stay, so
+// a client holding an older snapshot cannot be told it never existed,
+// but no new snapshot offers it.
+func (r *Repo) Remove(name, version string) error {
+	if err := layout.CheckName(name, version); err != nil {
+		return fmt.Errorf("remove: %w", err)
+	}
+	path := layout.TargetPath(name, version)
+	if _, ok := r.targets.Signed.Targets[path]; !ok {
+		return fmt.Errorf("remove: %s %s is not published", name, version)
+	}
+	delete(r.targets.Signed.Targets, path)
+	return r.commit(true)
+}
