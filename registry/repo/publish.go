@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
@@ -54,16 +55,21 @@ func pinOf(m *manifest.Manifest) Pin {
 	return p
 }
 
-func samePin(a, b Pin) bool {
-	if a.Threshold != b.Threshold || len(a.Maintainers) != len(b.Maintainers) {
-		return false
-	}
-	for _, k := range a.Maintainers {
-		if !slices.ContainsFunc(b.Maintainers, func(o nodeconfig.Maintainer) bool { return o.PublicKey == k.PublicKey }) {
-			return false
+func union(p, d Pin) Pin {
+	out := Pin{Maintainers: slices.Clone(p.Maintainers)}
+	for _, k := range d.Maintainers {
+		if slices.ContainsFunc(out.Maintainers, func(o nodeconfig.Maintainer) bool { return strings.EqualFold(o.PublicKey, k.PublicKey) }) {
+			continue
 		}
+		name := k.Name
+		for slices.ContainsFunc(out.Maintainers, func(o nodeconfig.Maintainer) bool { return o.Name == name }) {
+			name += "'"
+		}
+		out.Maintainers = append(out.Maintainers, nodeconfig.Maintainer{Name: name, PublicKey: k.PublicKey})
 	}
-	return true
+	mm, _, _ := manifest.ParseThreshold(p.Threshold)
+	out.Threshold = fmt.Sprintf("%d-of-%d", mm, len(out.Maintainers))
+	return out
 }
 
 // Publish adds the module version in moduleDir. It is refused unless the
@@ -92,16 +98,20 @@ func (r *Repo) Publish(moduleDir string) (layout.Entry, error) {
 	declared := pinOf(m)
 	pin, pinned := pins[m.Name]
 	if !pinned {
-		pin = declared
+		// The first publisher pins the keys its manifest lists, with the
+		// manifest's m over them.
+		mm, _, err := manifest.ParseThreshold(declared.Threshold)
+		if err != nil {
+			return e, fmt.Errorf("publish %s %s: [signatures] threshold: %w", m.Name, m.Version, err)
+		}
+		pin = Pin{Threshold: fmt.Sprintf("%d-of-%d", min(mm, max(len(declared.Maintainers), 1)), len(declared.Maintainers)), Maintainers: declared.Maintainers}
 	}
 	if err := checkPin(m, pin); err != nil {
 		return e, fmt.Errorf("publish %s %s: against the keys pinned for %s: %w", m.Name, m.Version, m.Name, err)
 	}
-	if pinned && !samePin(pin, declared) {
-		if err := checkPin(m, declared); err != nil {
-			return e, fmt.Errorf("publish %s %s: new key set: %w", m.Name, m.Version, err)
-		}
-	}
+	// Keys the manifest adds join the pinned set: the old threshold has
+	// just been met, which is what a key change needs.
+	pin = union(pin, declared)
 	binPath := filepath.Join(moduleDir, m.EntryPoint)
 	bin, err := readPinned(binPath, m.Binary.Hash, m.Binary.Size)
 	if err != nil {
@@ -133,7 +143,7 @@ func (r *Repo) Publish(moduleDir string) (layout.Entry, error) {
 	if err := r.setTarget(e, src); err != nil {
 		return e, err
 	}
-	pins[m.Name] = declared
+	pins[m.Name] = pin
 	pdata, _ := json.MarshalIndent(pins, "", "  ")
 	if err := atomicWrite(filepath.Join(r.Dir, "pins.json"), append(pdata, '\n')); err != nil {
 		return e, err
