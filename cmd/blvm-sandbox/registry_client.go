@@ -145,6 +145,9 @@ func newInfoCommand(stdout, stderr io.Writer) *cobra.Command {
 				if e.Yanked {
 					fmt.Fprint(stdout, "  (yanked)")
 				}
+				if c.Verified(e, cfg) {
+					fmt.Fprint(stdout, "  (verified here under the current keys)")
+				}
 				if e.PriceSats > 0 {
 					fmt.Fprintf(stdout, "  price %d sats", e.PriceSats)
 				}

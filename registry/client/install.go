@@ -206,6 +206,7 @@ func (c *Client) Stage(plan []Step, cfg *nodeconfig.Config, host policy.Host, al
 			os.RemoveAll(dir)
 			return nil, fmt.Errorf("%s: %w", label, err)
 		}
+		c.rememberVerified(e, cfg)
 		out = append(out, Staged{Step: s, Dir: dir, Prepared: prep})
 	}
 	return out, nil

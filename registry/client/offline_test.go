@@ -199,3 +199,29 @@ func TestPlainStaticServerAndFileMirror(t *testing.T) {
 		t.Fatal("not installed from the mirror")
 	}
 }
+
+func TestVerificationCacheDroppedWhenKeysChange(t *testing.T) {
+	w := newWorld(t)
+	w.publish("base", "1.0.0", nil)
+	c, err := w.open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Verified(c.Entries[0], w.cfg) {
+		t.Fatal("verified before any check")
+	}
+	if _, err := w.install(c, ResolveOptions{}, "base"); err != nil {
+		t.Fatal(err)
+	}
+	if !c.Verified(c.Entries[0], w.cfg) {
+		t.Fatal("not remembered")
+	}
+	other, _ := verify.GenerateKey()
+	changed := w.nodeConfig(append(w.keys[:1:1], other))
+	if c.Verified(c.Entries[0], changed) {
+		t.Fatal("remembered under other keys")
+	}
+	if c.Verified(c.Entries[0], w.cfg) {
+		t.Fatal("the cache survived a key change")
+	}
+}
