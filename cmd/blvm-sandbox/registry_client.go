@@ -18,6 +18,7 @@ import (
 	"github.com/blvm/blvm-sandbox/nodeconfig"
 	"github.com/blvm/blvm-sandbox/registry/client"
 	"github.com/blvm/blvm-sandbox/registry/layout"
+	"github.com/blvm/blvm-sandbox/registry/market"
 	"github.com/blvm/blvm-sandbox/runtime"
 )
 
@@ -30,6 +31,8 @@ type registryFlags struct {
 	withOptional bool
 	yes, dryRun  bool
 	downgrade    bool
+	receipts     []string
+	nodeID       string
 }
 
 func (f *registryFlags) add(cmd *cobra.Command, install bool) {
@@ -43,6 +46,8 @@ func (f *registryFlags) add(cmd *cobra.Command, install bool) {
 		cmd.Flags().BoolVar(&f.withOptional, "with-optional", false, "install optional dependencies too")
 		cmd.Flags().BoolVarP(&f.yes, "yes", "y", false, "install without asking")
 		cmd.Flags().BoolVar(&f.dryRun, "dry-run", false, "resolve, download and verify, print the plan, install nothing")
+		cmd.Flags().StringArrayVar(&f.receipts, "receipt", nil, "a marketplace receipt (JSON) for a paid module; repeatable")
+		cmd.Flags().StringVar(&f.nodeID, "node-id", "", "this node's id in receipts (default: /etc/machine-id)")
 	}
 }
 
@@ -203,12 +208,6 @@ func installFromRegistry(args []string, f *registryFlags, stdout, stderr io.Writ
 	if err != nil {
 		return refused(fmt.Errorf("install: %w", err))
 	}
-	for _, s := range plan {
-		if s.Entry.PriceSats > 0 {
-			split := manifest.SplitPayment(s.Entry.PriceSats)
-			return refused(fmt.Errorf("install: %s %s is a paid module (%d sats: %+v); a receipt signed by [registry] marketplace_key is required, and this client does not check receipts yet", s.Entry.Name, s.Entry.Version, s.Entry.PriceSats, split))
-		}
-	}
 	host, err := runtime.DetectHost("/sys/fs/cgroup", cfg.Paths.Root)
 	if err != nil {
 		return fmt.Errorf("install: host: %w", err)
@@ -225,6 +224,9 @@ func installFromRegistry(args []string, f *registryFlags, stdout, stderr io.Writ
 		return refused(fmt.Errorf("install: %w", err))
 	}
 	defer client.Cleanup(staged)
+	if err := checkReceipts(staged, f, cfg); err != nil {
+		return refused(fmt.Errorf("install: %w", err))
+	}
 	printPlan(stdout, staged, c, f.jsonOut)
 	if f.dryRun {
 		return nil
@@ -288,7 +290,8 @@ func printPlan(w io.Writer, staged []client.Staged, c *client.Client, asJSON boo
 		}
 		fmt.Fprintf(w, "  %-9s %s %s%s: %s; grants %s", r.Action, r.Name, r.Version, from, r.Reason, orNone(r.Capabilities))
 		if r.PriceSats > 0 {
-			fmt.Fprintf(w, "; price %d sats", r.PriceSats)
+			sp := manifest.SplitPayment(r.PriceSats)
+			fmt.Fprintf(w, "; price %d sats (author %d, marketplace %d, node %d), receipt checked", r.PriceSats, sp.Author, sp.Marketplace, sp.Node)
 		}
 		fmt.Fprintln(w)
 	}
@@ -418,4 +421,43 @@ func addRegistryCommands(root *cobra.Command, stdout, stderr io.Writer) {
 	root.AddCommand(newInfoCommand(stdout, stderr))
 	root.AddCommand(newOutdatedCommand(stdout, stderr))
 	root.AddCommand(newUpdateCommand(stdout, stderr))
+}
+
+// checkReceipts refuses a paid module without a receipt for it, signed by
+// [registry] marketplace_key, binding this node, the price and its split.
+func checkReceipts(staged []client.Staged, f *registryFlags, cfg *nodeconfig.Config) error {
+	nodeID := f.nodeID
+	if nodeID == "" {
+		id, _ := os.ReadFile("/etc/machine-id")
+		nodeID = strings.TrimSpace(string(id))
+	}
+	var rs []market.Receipt
+	for _, p := range f.receipts {
+		r, err := market.Read(p)
+		if err != nil {
+			return fmt.Errorf("--receipt: %w", err)
+		}
+		rs = append(rs, r)
+	}
+	for _, s := range staged {
+		m := s.Prepared.Manifest
+		if m.Payment == nil || !m.Payment.Required {
+			continue
+		}
+		var last error = fmt.Errorf("%s %s is paid (%d sats): obtain a receipt from the marketplace for module %s, node id %q, and pass --receipt FILE", m.Name, m.Version, m.Payment.PriceSats, m.Name, nodeID)
+		ok := false
+		for _, r := range rs {
+			if r.Module != m.Name {
+				continue
+			}
+			if last = market.Check(r, m, nodeID, cfg.Registry.MarketplaceKey); last == nil {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return last
+		}
+	}
+	return nil
 }
