@@ -1,14 +1,23 @@
 package main
 
 import (
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/btcsuite/btcd/address/v2/base58"
+
+	"github.com/blvm/blvm-sandbox/registry/market"
+	"github.com/blvm/blvm-sandbox/registry/server"
+	"github.com/blvm/blvm-sandbox/verify"
 )
 
 // TestRegistryCommandsEndToEnd: init, publish, serve on loopback, then
@@ -94,5 +103,54 @@ func TestRegistryCommandsEndToEnd(t *testing.T) {
 	// A module dir still installs as before.
 	if out, errOut, code = cli(t, "install", "--node-config", nodeConfig, dir); code != 0 {
 		t.Fatalf("install DIR: %d %s %s", code, out, errOut)
+	}
+}
+
+// TestPaidModuleNeedsReceipt: a paid module installs only with a receipt
+// signed by the pinned marketplace key for this node, price and split.
+func TestPaidModuleNeedsReceipt(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the store is root-owned: run as root")
+	}
+	dir, nodeConfig, root := signedModule(t)
+	base := filepath.Dir(dir)
+	src, _ := os.ReadFile(filepath.Join(dir, "module.toml"))
+	pc := base58.CheckEncode(make([]byte, 80), 0x47)
+	i := strings.Index(string(src), "[signatures]")
+	src = append([]byte(string(src[:i])+fmt.Sprintf("[payment]\nrequired = true\nprice_sats = 1000\nauthor_payment_code = %q\ncommons_payment_code = %q\npayment_signature = \"00\"\n\n", pc, pc)), src[i:]...)
+	os.WriteFile(filepath.Join(dir, "module.toml"), src, 0o644)
+	for _, name := range []string{"alice", "bob"} {
+		if _, errOut, code := cli(t, "sign", "--key", filepath.Join(base, name+".key"), "--threshold", "2-of-3", dir); code != 0 {
+			t.Fatalf("sign: %s", errOut)
+		}
+	}
+	reg := filepath.Join(t.TempDir(), "reg")
+	cli(t, "registry", "init", reg)
+	if out, errOut, code := cli(t, "registry", "publish", reg, dir); code != 0 {
+		t.Fatalf("publish: %s %s", out, errOut)
+	}
+	mk, _ := verify.GenerateKey()
+	srv := httptest.NewServer(server.Handler(reg, nil))
+	defer srv.Close()
+	cfg, _ := os.ReadFile(nodeConfig)
+	cfg = append(cfg, fmt.Sprintf("[paths]\nroot = %q\n[registry]\nurl = %q\nroot = %q\nmarketplace_key = %q\n", root, srv.URL, filepath.Join(reg, "root.json"), hex.EncodeToString(mk.PubKey().SerializeCompressed()))...)
+	os.WriteFile(nodeConfig, cfg, 0o644)
+
+	_, errOut, code := cli(t, "install", "probe", "--node-config", nodeConfig, "--node-id", "n1", "--yes")
+	if code != 1 || !strings.Contains(errOut, "is paid (1000 sats): obtain a receipt") {
+		t.Fatalf("no receipt: %d %s", code, errOut)
+	}
+	r := market.Receipt{Module: "probe", Versions: "^1.0.0", NodeID: "n1", AmountSats: 1000, Split: market.Split{Author: 750, Marketplace: 150, Node: 100}}
+	d, _ := r.Digest()
+	r.Signature = verify.SignDigest(mk, d)
+	data, _ := json.Marshal(r)
+	rf := filepath.Join(base, "receipt.json")
+	os.WriteFile(rf, data, 0o644)
+	if _, errOut, code = cli(t, "install", "probe", "--node-config", nodeConfig, "--node-id", "n2", "--receipt", rf, "--yes"); code != 1 || !strings.Contains(errOut, `for node "n1"`) {
+		t.Fatalf("receipt for another node: %d %s", code, errOut)
+	}
+	out, errOut, code := cli(t, "--admin-socket", filepath.Join(base, "none.sock"), "install", "probe", "--node-config", nodeConfig, "--node-id", "n1", "--receipt", rf, "--yes")
+	if code != 0 || !strings.Contains(out, "price 1000 sats (author 750, marketplace 150, node 100), receipt checked") {
+		t.Fatalf("with receipt: %d %s %s", code, out, errOut)
 	}
 }
