@@ -52,12 +52,24 @@ func (c *Client) Blob(hexDigest string, size int64, progress func(done, total in
 		have = 0
 	}
 	u := joinURL(c.opt.URL, layout.BlobsDir, hexDigest)
+	// Hash while writing: the prefix already on disk first, then the
+	// bytes as they arrive, so the blob is read once.
+	hasher := sha256.New()
+	if have > 0 {
+		f.Seek(0, io.SeekStart)
+		if n, _ := io.Copy(hasher, io.LimitReader(f, have)); n != have {
+			f.Truncate(0)
+			hasher.Reset()
+			have = 0
+		}
+	}
 	if have < size || size == 0 {
 		rc, partial, err := c.fetch.open(u, size-have, have)
 		if err == nil && !partial && have > 0 {
 			// The server ignored Range: start again, bounded by the whole size.
 			rc.Close()
 			f.Truncate(0)
+			hasher.Reset()
 			have = 0
 			rc, _, err = c.fetch.open(u, size, 0)
 		}
@@ -66,11 +78,11 @@ func (c *Client) Blob(hexDigest string, size int64, progress func(done, total in
 		}
 		defer rc.Close()
 		f.Seek(have, io.SeekStart)
-		w := io.Writer(f)
+		w := io.MultiWriter(f, hasher)
 		if progress != nil {
-			w = &progressWriter{w: f, done: have, total: size, fn: progress}
+			w = &progressWriter{w: w, done: have, total: size, fn: progress}
 		}
-		n, err := io.Copy(w, io.LimitReader(rc, size-have+1))
+		n, err := io.CopyBuffer(w, io.LimitReader(rc, size-have+1), make([]byte, 256<<10))
 		if err != nil {
 			return "", fmt.Errorf("download %s: after %d bytes: %w (run again to resume)", u, have+n, err)
 		}
@@ -78,13 +90,14 @@ func (c *Client) Blob(hexDigest string, size int64, progress func(done, total in
 			f.Truncate(0)
 			return "", fmt.Errorf("download %s: length bound: more than the %d bytes the signed index gives", u, size)
 		}
+		have += n
+	}
+	if got := hex.EncodeToString(hasher.Sum(nil)); have != size || got != hexDigest {
+		os.Remove(part)
+		return "", fmt.Errorf("download %s: hash: got sha256:%s (%d bytes), the signed index pins sha256:%s (%d bytes)", u, got, have, hexDigest, size)
 	}
 	if err := f.Sync(); err != nil {
 		return "", err
-	}
-	if ok, got := hashIs(part, hexDigest, size); !ok {
-		os.Remove(part)
-		return "", fmt.Errorf("download %s: hash: got %s, the signed index pins sha256:%s (%d bytes)", u, got, hexDigest, size)
 	}
 	if err := os.Rename(part, final); err != nil {
 		return "", err
