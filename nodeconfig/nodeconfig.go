@@ -17,6 +17,7 @@ type Config struct {
 	Modules      map[string]*Module  `toml:"-"`
 	Provided     map[string]Provided `toml:"provided_capabilities"`
 	Backend      Backend             `toml:"backend"` // see backend.go
+	Registry     Registry            `toml:"registry"`
 
 	Path  string         `toml:"-"`
 	Lines map[string]int `toml:"-"`

@@ -104,7 +104,7 @@ var moduleReserved = []string{"enabled", "threshold", "maintainers", "allow", "d
 
 // knownKeys lists the keys allowed in each table, for "did you mean".
 var knownKeys = map[string][]string{
-	"":                      {"node", "paths", "sandbox", "trust", "capabilities", "limits", "modules", "provided_capabilities", "backend"},
+	"":                      {"node", "paths", "sandbox", "trust", "capabilities", "limits", "modules", "provided_capabilities", "backend", "registry"},
 	"backend":               backendKeys,
 	"node":                  {"version", "network", "database_backend"},
 	"paths":                 {"root", "modules_dir"},
@@ -114,6 +114,7 @@ var knownKeys = map[string][]string{
 	"capabilities":          {"max_tier", "deny"},
 	"limits":                {"memory_bytes", "pids", "cpus", "open_files", "tmp_bytes"},
 	"provided_capabilities": {"provider", "description", "tier", "danger"},
+	"registry":              registryKeys,
 }
 
 // ParseBytes is Parse for a config already in memory; file is recorded in
@@ -140,6 +141,7 @@ func ParseBytes(file string, data []byte) (*Config, error) {
 		"modules":               &modules,
 		"provided_capabilities": &c.Provided,
 		"backend":               &c.Backend,
+		"registry":              &c.Registry,
 	}
 	for _, key := range d.SortedKeys(raw) {
 		dst, ok := fields[key]
@@ -458,6 +460,7 @@ func (c *Config) validate(v *validator) {
 	}
 
 	pinned := c.validateTrust(v)
+	c.validateRegistry(v)
 
 	if t := c.Capabilities.MaxTier; v.defined("capabilities", "max_tier") && TierRank(t) < 0 {
 		v.tier("capabilities.max_tier", t)

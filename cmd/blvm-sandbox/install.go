@@ -16,8 +16,9 @@ import (
 func newInstallCommand(stdout, stderr io.Writer) *cobra.Command {
 	var nodeConfig string
 	var allowDowngrade bool
+	var reg registryFlags
 	cmd := &cobra.Command{
-		Use:   "install --node-config FILE MODULE_DIR",
+		Use:   "install --node-config FILE MODULE_DIR | NAME[@CONSTRAINT]...",
 		Short: "Verify a module, then copy it into the modules dir",
 		Long: `install runs every check a load runs (signatures against the pinned keys,
 the hash, the config pin, capabilities, versions), then writes the module.toml
@@ -28,8 +29,16 @@ up with 'blvm-sandbox load NAME'.
 Exit codes: 0 installed; 1 refused (signatures, hash, config pin,
 capabilities, versions, a downgrade); 2 bad input: MODULE_DIR or its
 module.toml missing, a module.toml or node config that is not valid.`,
-		Args: cobra.ExactArgs(1),
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if isRegistryName(args[0]) {
+				reg.nodeConfig, reg.downgrade = nodeConfig, allowDowngrade
+				socket, _ := cmd.Flags().GetString("admin-socket")
+				return installFromRegistry(args, &reg, stdout, stderr, socket)
+			}
+			if len(args) != 1 {
+				return badInput(fmt.Errorf("install: one MODULE_DIR at a time"))
+			}
 			cfg, _, err := operatorConfig("install", nodeConfig, "")
 			if err != nil {
 				return err
@@ -54,6 +63,7 @@ module.toml missing, a module.toml or node config that is not valid.`,
 	}
 	cmd.Flags().StringVar(&nodeConfig, "node-config", "", "operator node config (required)")
 	cmd.Flags().BoolVar(&allowDowngrade, "allow-downgrade", false, "replace an installed higher version")
+	reg.add(cmd, true) // NAME[@CONSTRAINT]: from [registry] (docs/registry.md)
 	return cmd
 }
 

@@ -79,6 +79,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(newReloadCommand(stdout, stderr))
 	root.AddCommand(newDoctorCommand(stdout))
 	addOperatorCommands(root, stdout, stderr)
+	addRegistryCommands(root, stdout, stderr)
 	root.AddCommand(newVersionCommand(stdout))
 	setVersionFlag(root)
 	addCompletions(root)

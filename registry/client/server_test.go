@@ -1,0 +1,116 @@
+package client
+
+import (
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/blvm/blvm-sandbox/registry/layout"
+)
+
+func TestServerETagConditionalAndRange(t *testing.T) {
+	w := newWorld(t)
+	w.publish("base", "1.0.0", nil)
+	e, _ := w.repo.Entries()
+	h, _ := layout.HexOf(e[0].Binary.Hash)
+	for _, p := range []string{"/metadata/timestamp.json", "/blobs/sha256/" + h, "/v1/blobs/sha256/" + h} {
+		resp, err := http.Get(w.srv.URL + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		etag := resp.Header.Get("ETag")
+		if resp.StatusCode != 200 || etag == "" {
+			t.Fatalf("GET %s: %d etag %q", p, resp.StatusCode, etag)
+		}
+		req, _ := http.NewRequest("GET", w.srv.URL+p, nil)
+		req.Header.Set("If-None-Match", etag)
+		resp, err = http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotModified {
+			t.Fatalf("conditional GET %s: %d", p, resp.StatusCode)
+		}
+	}
+	req, _ := http.NewRequest("GET", w.srv.URL+"/blobs/sha256/"+h, nil)
+	req.Header.Set("Range", "bytes=3-")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	whole, _ := os.ReadFile(filepath.Join(w.dir, "repository", layout.BlobsDir, h))
+	if resp.StatusCode != http.StatusPartialContent || string(body) != string(whole[3:]) {
+		t.Fatalf("Range: %d %q", resp.StatusCode, body)
+	}
+	// A request body is refused; so is anything but GET.
+	resp, _ = http.Post(w.srv.URL+"/metadata/timestamp.json", "text/plain", strings.NewReader("x"))
+	if resp.StatusCode == 200 {
+		t.Fatal("POST accepted")
+	}
+	resp.Body.Close()
+	// The API lists versions and one version's manifest.
+	resp, _ = http.Get(w.srv.URL + "/v1/modules/base/1.0.0")
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"binary"`) || !strings.Contains(string(body), "[signatures]") {
+		t.Fatalf("module version: %d %s", resp.StatusCode, body)
+	}
+	resp, _ = http.Get(w.srv.URL + "/v1/search?q=base&compatible_with=0.0.1")
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `"results": []`) {
+		t.Fatalf("search compatible_with=0.0.1 (needs >=0.1.0): %s", body)
+	}
+}
+
+func TestDownloadResumesWithRange(t *testing.T) {
+	w := newWorld(t)
+	w.publish("base", "1.0.0", nil)
+	c, err := w.open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := c.Entries[0]
+	h, _ := layout.HexOf(e.Binary.Hash)
+	whole, _ := os.ReadFile(filepath.Join(w.dir, "repository", layout.BlobsDir, h))
+	part := filepath.Join(w.node, "registry", "blobs", "partial")
+	os.MkdirAll(part, 0o700)
+	os.WriteFile(filepath.Join(part, h), whole[:5], 0o600) // an interrupted download
+	before := c.Bytes()
+	p, err := c.Blob(h, e.Binary.Size, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(p)
+	if string(got) != string(whole) {
+		t.Fatal("resumed blob differs")
+	}
+	if n := c.Bytes() - before; n != int64(len(whole)-5) {
+		t.Fatalf("fetched %d bytes, want only the missing %d", n, len(whole)-5)
+	}
+}
+
+// A refresh with nothing changed: the root probe (404) and the timestamp;
+// snapshot and targets come from the cache.
+func TestRefreshWhenNothingChanged(t *testing.T) {
+	w := newWorld(t)
+	w.publish("base", "1.0.0", nil)
+	if _, err := w.open(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := w.open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Requests() != 2 {
+		t.Fatalf("%d requests, want 2 (next root, timestamp)", c.Requests())
+	}
+	t.Logf("refresh with nothing changed: %d requests, %d bytes", c.Requests(), c.Bytes())
+}
