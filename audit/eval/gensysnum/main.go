@@ -8,6 +8,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"go/format"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,14 +42,20 @@ func main() {
 		for n := range nums {
 			names = append(names, n)
 		}
-		sort.Slice(names, func(i, j int) bool { return nums[names[i]] < nums[names[j]] || nums[names[i]] == nums[names[j]] && names[i] < names[j] })
+		sort.Slice(names, func(i, j int) bool {
+			return nums[names[i]] < nums[names[j]] || nums[names[i]] == nums[names[j]] && names[i] < names[j]
+		})
 		fmt.Fprintf(&b, "\n// %s is unix/%s.\nvar %s = map[string]int32{\n", t.name, t.file, t.name)
 		for _, n := range names {
 			fmt.Fprintf(&b, "\t%q: %d,\n", n, nums[n])
 		}
 		b.WriteString("}\n")
 	}
-	os.Stdout.WriteString(b.String())
+	src, err := format.Source([]byte(b.String()))
+	if err != nil {
+		fail(err)
+	}
+	os.Stdout.Write(src)
 }
 
 var line = regexp.MustCompile(`^\s*SYS_([A-Z0-9_]+)\s*=\s*(\d+)`)
