@@ -211,8 +211,10 @@ func TestVerifyCatchesWrongFilters(t *testing.T) {
 		{
 			name:  "shim filter replaced by allow-all",
 			stack: bpf.Stack{good[0], allowAll},
-			ok:    func(m Mismatch) bool { return m.Policy == seccompabi.RetKillProcess && m.Filter != seccompabi.RetKillProcess },
-			min:   1024,
+			ok: func(m Mismatch) bool {
+				return m.Policy == seccompabi.RetKillProcess && m.Filter != seccompabi.RetKillProcess
+			},
+			min: 1024,
 		},
 		{
 			name: "an ioctl command pinned to the wrong value",

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -22,12 +21,6 @@ import (
 
 // childEnv carries the libcontainer seccomp config (JSON) to the child.
 const childEnv = "BLVM_AUDIT_LOAD_SECCOMP"
-
-// Loaded is what the runtime would load for a module, in load order.
-type Loaded struct {
-	Names    []string // who loads each filter
-	Programs [][]unix.SockFilter
-}
 
 // Load loads cfg in a throwaway child exactly as a container does, and
 // reads the result back: libcontainer's init sets no_new_privs and calls
@@ -78,20 +71,6 @@ func Load(cfg *configs.Seccomp) (*Loaded, error) {
 		return nil, err
 	}
 	return &Loaded{Programs: progs, Names: Names(progs)}, nil
-}
-
-// Names says who loads each filter: the shim's is recognised by being
-// exactly archfilter's program; any other is libcontainer's.
-func Names(progs [][]unix.SockFilter) []string {
-	shim, _ := archfilter.Program(runtime.GOARCH)
-	out := make([]string, len(progs))
-	for i, p := range progs {
-		out[i] = "libcontainer: seccomp.InitSeccomp (libseccomp's program, behind patchbpf's stub when it adds one)"
-		if slices.Equal(p, shim) {
-			out[i] = "blvm-landlock-shim: foreign-arch filter (internal/archfilter)"
-		}
-	}
-	return out
 }
 
 // ChildMain does nothing unless this process is Load's child; then it
