@@ -1,0 +1,107 @@
+package integration
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/blvm/blvm-sandbox/audit"
+	"github.com/blvm/blvm-sandbox/audit/bpf"
+	"github.com/blvm/blvm-sandbox/audit/kernelfilter"
+	"github.com/blvm/blvm-sandbox/internal/syncbuf"
+	"github.com/blvm/blvm-sandbox/runtime"
+)
+
+// liveStack reads the filters of a running module's main thread from the
+// host and readies them to run.
+func liveStack(t *testing.T, pid int) bpf.Stack {
+	t.Helper()
+	progs, err := kernelfilter.Read(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := kernelfilter.Names(progs)
+	var s bpf.Stack
+	for i, p := range progs {
+		prog, err := bpf.New(names[i], p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s = append(s, prog)
+	}
+	return s
+}
+
+// seccompFilters is the Seccomp_filters count of /proc/PID/status.
+func seccompFilters(pid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Seccomp_filters:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n
+		}
+	}
+	return -1
+}
+
+// TestRootInspectLiveFilters reads the filters the kernel holds for a
+// running module, from the host with PTRACE_SECCOMP_GET_FILTER, and checks
+// every syscall number and argument boundary against the module's policy:
+// zero mismatches. Checked against a policy that differs (EPERM instead of
+// ENOSYS for unknown syscalls), the same live filters must mismatch.
+func TestRootInspectLiveFilters(t *testing.T) {
+	s := newSandbox(t, runtime.RestartPolicy{Never: true})
+	var out, errw syncbuf.Buffer
+	if err := s.start("inspected", "sleep", "30s", &out, &errw); err != nil {
+		t.Fatal(err)
+	}
+	defer s.sup.Stop(context.Background(), "inspected")
+	var pid int
+	deadline := time.Now().Add(10 * time.Second)
+	for ; time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		st, ok := s.sup.Status("inspected")
+		// Two filters: the shim has stacked its own and exec'd the module.
+		if ok && st.Pid != 0 && seccompFilters(st.Pid) == 2 {
+			pid = st.Pid
+			break
+		}
+	}
+	if pid == 0 {
+		t.Fatalf("the module never ran under two filters; stderr %s", errw.String())
+	}
+	exe, _ := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe")
+	stack := liveStack(t, pid)
+	if len(stack) != 2 || !strings.HasPrefix(stack[1].Name, "blvm-landlock-shim") {
+		t.Fatalf("live filters %d, want libcontainer's then the shim's", len(stack))
+	}
+	p := s.compile("inspected")
+	r, err := audit.Verify(p, stack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sb strings.Builder
+	_ = r.WriteText(&sb, 20)
+	t.Logf("pid %d (%s):\n%s", pid, exe, sb.String())
+	if len(r.Mismatches) != 0 {
+		t.Fatalf("%d mismatches between the live filters and the policy", len(r.Mismatches))
+	}
+	if r.Syscalls["x86_64"] < 450 || r.Syscalls["i386"] < 450 || r.Syscalls["x32"] < 548 || r.ArgCases == 0 {
+		t.Fatalf("too few cases: %v, %d", r.Syscalls, r.ArgCases)
+	}
+	other := *p
+	other.Seccomp.DefaultErrno = "EPERM"
+	r, err = audit.Verify(&other, stack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Mismatches) < 100 {
+		t.Fatalf("a policy with another default matched the live filters (%d mismatches)", len(r.Mismatches))
+	}
+	t.Logf("against a different policy: %d mismatches, e.g. %s", len(r.Mismatches), r.Mismatches[0])
+}
