@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -93,6 +94,24 @@ func TestRootInspectLiveFilters(t *testing.T) {
 	}
 	if r.Syscalls["x86_64"] < 450 || r.Syscalls["i386"] < 450 || r.Syscalls["x32"] < 548 || r.ArgCases == 0 {
 		t.Fatalf("too few cases: %v, %d", r.Syscalls, r.ArgCases)
+	}
+	// What explain --format bpf and --verify load offline is, instruction
+	// for instruction, what the kernel holds for the running module.
+	cfg, err := p.SeccompConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	offline, err := kernelfilter.Load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(offline.Programs) != len(stack) {
+		t.Fatalf("offline %d filters, live %d", len(offline.Programs), len(stack))
+	}
+	for i, prog := range offline.Programs {
+		if !slices.Equal(prog, stack[i].Insns) {
+			t.Errorf("filter %d (%s): the offline program differs from the live one", i+1, stack[i].Name)
+		}
 	}
 	other := *p
 	other.Seccomp.DefaultErrno = "EPERM"
