@@ -12,6 +12,7 @@ import (
 	"github.com/blvm/blvm-sandbox/audit"
 	"github.com/blvm/blvm-sandbox/audit/bpf"
 	"github.com/blvm/blvm-sandbox/audit/kernelfilter"
+	"github.com/blvm/blvm-sandbox/audit/live"
 	"github.com/blvm/blvm-sandbox/internal/syncbuf"
 	"github.com/blvm/blvm-sandbox/runtime"
 )
@@ -112,6 +113,36 @@ func TestRootInspectLiveFilters(t *testing.T) {
 		if !slices.Equal(prog, stack[i].Insns) {
 			t.Errorf("filter %d (%s): the offline program differs from the live one", i+1, stack[i].Name)
 		}
+	}
+	rows, err := live.Inspect(pid, p, "/proc", "/sys/fs/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, row := range rows {
+		t.Logf("%-40s want %-22q got %q", row.Control, row.Want, row.Got)
+		if !row.OK {
+			t.Errorf("%s: the policy wants %q, the running module has %q", row.Control, row.Want, row.Got)
+		}
+	}
+	if len(rows) < 20 {
+		t.Errorf("only %d controls inspected", len(rows))
+	}
+	// A policy that differs in a control must show it.
+	wider := *p
+	wider.Cgroup.Pids.Value++
+	wider.Process.UID = 0
+	rows, err = live.Inspect(pid, &wider, "/proc", "/sys/fs/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := map[string]bool{}
+	for _, row := range rows {
+		if !row.OK {
+			bad[row.Control] = true
+		}
+	}
+	if !bad["cgroup pids"] || !bad["uid inside (real effective saved fs)"] || len(bad) != 3 {
+		t.Errorf("a policy with other pids and uid: controls that differ %v, want cgroup pids, uid and gid", bad)
 	}
 	other := *p
 	other.Seccomp.DefaultErrno = "EPERM"
