@@ -42,7 +42,8 @@ func Read(tid int) ([][]unix.SockFilter, error) {
 	var out [][]unix.SockFilter
 	for i := 0; ; i++ {
 		n, err := getFilter(tid, i, nil)
-		if errors.Is(err, unix.ENOENT) {
+		// ENOENT: past the oldest; EINVAL at 0: not in filter mode at all.
+		if errors.Is(err, unix.ENOENT) || i == 0 && errors.Is(err, unix.EINVAL) {
 			break
 		}
 		if err != nil {

@@ -73,6 +73,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newExplainCommand(stdout))
+	root.AddCommand(newInspectCommand(stdout))
 	root.AddCommand(newKeysCommand(stdout))
 	root.AddCommand(newSignCommand(stdout, stderr))
 	root.AddCommand(newVerifyCommand(stdout))
