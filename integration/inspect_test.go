@@ -2,7 +2,10 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -143,6 +146,16 @@ func TestRootInspectLiveFilters(t *testing.T) {
 	}
 	if !bad["cgroup pids"] || !bad["uid inside (real effective saved fs)"] || len(bad) != 3 {
 		t.Errorf("a policy with other pids and uid: controls that differ %v, want cgroup pids, uid and gid", bad)
+	}
+	// The CLI, from the host, on the same process and manifest.
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "module.toml"), []byte(fmt.Sprintf(hostileManifest, "inspected")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cli := exec.Command(buildCLI(t), "inspect", "--pid", strconv.Itoa(pid), "--arch", "amd64", "--landlock-abi", "7", "--cgroup-version", strconv.Itoa(s.host.CgroupVersion), dir)
+	cliOut, err := cli.CombinedOutput()
+	if err != nil || !strings.Contains(string(cliOut), "mismatches: 0\n") || strings.Contains(string(cliOut), "MISMATCH") {
+		t.Errorf("blvm-sandbox inspect: %v\n%s", err, cliOut)
 	}
 	other := *p
 	other.Seccomp.DefaultErrno = "EPERM"
