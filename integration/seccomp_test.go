@@ -16,6 +16,7 @@ import (
 	"github.com/opencontainers/runc/libcontainer/seccomp"
 	"golang.org/x/sys/unix"
 
+	"github.com/blvm/blvm-sandbox/audit/kernelfilter"
 	"github.com/blvm/blvm-sandbox/capabilities"
 	"github.com/blvm/blvm-sandbox/manifest"
 	"github.com/blvm/blvm-sandbox/nodeconfig"
@@ -136,6 +137,7 @@ func loadFilter() error {
 
 // TestMain turns the test binary into the probe child when childEnv is set.
 func TestMain(m *testing.M) {
+	kernelfilter.ChildMain() // the filter-loading child of inspect_test.go
 	switch os.Getenv(childEnv) {
 	case "":
 		os.Exit(m.Run())

@@ -3,12 +3,11 @@ package main
 import (
 	"fmt"
 	"os"
-	"runtime"
-	"unsafe"
 
 	"github.com/landlock-lsm/go-landlock/landlock"
 	ll "github.com/landlock-lsm/go-landlock/landlock/syscall"
-	"golang.org/x/sys/unix"
+
+	"github.com/blvm/blvm-sandbox/internal/archfilter"
 )
 
 // fileRights are the only rights the kernel accepts on a rule for a
@@ -58,7 +57,12 @@ func apply(c config) error {
 	if err := cfg.Restrict(rules...); err != nil {
 		return fmt.Errorf("apply Landlock ruleset: %w", err)
 	}
-	if err := killForeignArch(); err != nil {
+	// The stacked filter that kills the whole process for a foreign-arch
+	// or x32 syscall: libcontainer's own filter stops these too, but with
+	// libseccomp's default bad-arch action, SECCOMP_RET_KILL_THREAD, which
+	// a multi-threaded module survives; the kernel applies the strictest
+	// answer of stacked filters, so KILL_PROCESS wins.
+	if err := archfilter.Load(); err != nil {
 		return err
 	}
 	return nil
@@ -72,59 +76,4 @@ func handledRights(abi int) (uint64, error) {
 		return 0, fmt.Errorf("--min-abi %d: this shim knows Landlock ABI 1 to %d", abi, len(versions))
 	}
 	return uint64(versions[abi-1].HandledAccessFS), nil
-}
-
-// killForeignArch stacks a seccomp filter on the calling thread that kills
-// the whole process for a syscall from any arch but the native one, or with
-// the x32 bit set on x86_64, and allows everything else (the runtime's
-// filter still decides those). libcontainer's filter already stops these,
-// but with libseccomp's default bad-arch action, SECCOMP_RET_KILL_THREAD,
-// which a multi-threaded module survives; the kernel applies the strictest
-// answer of stacked filters, so KILL_PROCESS wins. It is loaded with
-// prctl(PR_SET_SECCOMP), which the policy allows for this purpose.
-func killForeignArch() error {
-	prog, err := archFilter(runtime.GOARCH)
-	if err != nil {
-		return err
-	}
-	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
-	if err := unix.Prctl(unix.PR_SET_SECCOMP, unix.SECCOMP_MODE_FILTER, uintptr(unsafe.Pointer(&fprog)), 0, 0); err != nil {
-		return fmt.Errorf("stack the foreign-arch seccomp filter: %w", err)
-	}
-	runtime.KeepAlive(prog)
-	return nil
-}
-
-// archFilter builds the classic BPF program of killForeignArch.
-func archFilter(goarch string) ([]unix.SockFilter, error) {
-	const (
-		ldAbs   = unix.BPF_LD | unix.BPF_W | unix.BPF_ABS
-		jeq     = unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K
-		jset    = unix.BPF_JMP | unix.BPF_JSET | unix.BPF_K
-		ret     = unix.BPF_RET | unix.BPF_K
-		offNr   = 0 // struct seccomp_data: int nr; __u32 arch; ...
-		offArch = 4
-		x32Bit  = 0x40000000
-	)
-	allow := unix.SockFilter{Code: ret, K: unix.SECCOMP_RET_ALLOW}
-	kill := unix.SockFilter{Code: ret, K: unix.SECCOMP_RET_KILL_PROCESS}
-	switch goarch {
-	case "amd64":
-		return []unix.SockFilter{
-			{Code: ldAbs, K: offArch},
-			{Code: jeq, Jt: 0, Jf: 3, K: unix.AUDIT_ARCH_X86_64},
-			{Code: ldAbs, K: offNr},
-			{Code: jset, Jt: 1, Jf: 0, K: x32Bit},
-			allow,
-			kill,
-		}, nil
-	case "arm64":
-		return []unix.SockFilter{
-			{Code: ldAbs, K: offArch},
-			{Code: jeq, Jt: 0, Jf: 1, K: unix.AUDIT_ARCH_AARCH64},
-			allow,
-			kill,
-		}, nil
-	}
-	return nil, fmt.Errorf("no foreign-arch filter for GOARCH %q", goarch)
 }

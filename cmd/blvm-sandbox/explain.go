@@ -10,7 +10,11 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	xbpf "golang.org/x/net/bpf"
 
+	"github.com/blvm/blvm-sandbox/audit"
+	"github.com/blvm/blvm-sandbox/audit/bpf"
+	"github.com/blvm/blvm-sandbox/audit/kernelfilter"
 	"github.com/blvm/blvm-sandbox/capabilities"
 	"github.com/blvm/blvm-sandbox/internal/termesc"
 	"github.com/blvm/blvm-sandbox/loader"
@@ -29,6 +33,7 @@ type explainFlags struct {
 	cgroupVersion int
 	storage       string
 	diff          bool
+	verify        bool
 }
 
 func newExplainCommand(stdout io.Writer) *cobra.Command {
@@ -45,9 +50,10 @@ anyway, so the whole policy the module asks for is shown, and marked
 "would be refused" with what would allow it.
 
 Exit codes: 0 fine; 1 the load would be refused by the operator's ceiling
-or denies, the exposure score is above --threshold, or --diff found a wider
-policy (a capability crossing the ceiling included); 2 input that cannot be
-read or parsed.`,
+or denies, the exposure score is above --threshold, --diff found a wider
+policy (a capability crossing the ceiling included), or --verify found a
+filter that does not say what the policy says; 2 input that cannot be read
+or parsed.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.diff {
 				if len(args) != 2 {
@@ -57,6 +63,9 @@ read or parsed.`,
 			}
 			if len(args) != 1 {
 				return badInput(fmt.Errorf("explain needs one MODULE_DIR or MODULE_TOML, got %d arguments", len(args)))
+			}
+			if f.verify {
+				return runFilterVerify(stdout, &f, cmd, args[0])
 			}
 			return runExplain(stdout, &f, cmd, args[0])
 		},
@@ -70,6 +79,7 @@ read or parsed.`,
 	fl.IntVar(&f.cgroupVersion, "cgroup-version", 0, "cgroup version to compile for, 1 or 2 (default: this host's)")
 	fl.StringVar(&f.storage, "storage-backend", "", "disk quota backend to compile for: project, image or none (default: what this host would use)")
 	fl.BoolVar(&f.diff, "diff", false, "compare the policies of OLD and NEW")
+	fl.BoolVar(&f.verify, "verify", false, "load the seccomp filters the runtime would load (in a throwaway child, as root) and check every syscall number and argument boundary against the policy; exit 1 on any mismatch")
 	return cmd
 }
 
@@ -147,7 +157,7 @@ func runExplain(out io.Writer, f *explainFlags, cmd *cobra.Command, target strin
 		}
 		return c.operatorRefused()
 	case "bpf":
-		if err := c.policy.BPF(out); err != nil {
+		if err := writeFilters(out, c.policy); err != nil {
 			return err
 		}
 		return c.operatorRefused()
@@ -316,4 +326,75 @@ func hostFacts(f *explainFlags, cmd *cobra.Command, root string) (policy.Host, e
 		return h, badInput(fmt.Errorf("--storage-backend: %q is not project, image or none", f.storage))
 	}
 	return h, nil
+}
+
+// loadFilters loads the filters the runtime would load for p, in a
+// throwaway child, and reads them back in load order.
+func loadFilters(p *policy.Policy) (bpf.Stack, error) {
+	cfg, err := p.SeccompConfig()
+	if err != nil {
+		return nil, err
+	}
+	l, err := kernelfilter.Load(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var s bpf.Stack
+	for i, insns := range l.Programs {
+		prog, err := bpf.New(l.Names[i], insns)
+		if err != nil {
+			return nil, err
+		}
+		s = append(s, prog)
+	}
+	return s, nil
+}
+
+// writeFilters lists every filter the module will run under, in load
+// order, instruction by instruction, then libseccomp's readable listing of
+// the first one.
+func writeFilters(out io.Writer, p *policy.Policy) error {
+	s, err := loadFilters(p)
+	if err != nil {
+		return err
+	}
+	var b strings.Builder
+	for i, f := range s {
+		fmt.Fprintf(&b, "# filter %d of %d, loaded by %s: %d instructions\n", i+1, len(s), f.Name, len(f.Insns))
+		for j, in := range f.Insns {
+			fmt.Fprintf(&b, "%4d: %-40s # %#04x %3d %3d 0x%08x\n", j, xbpf.RawInstruction{Op: in.Code, Jt: in.Jt, Jf: in.Jf, K: in.K}.Disassemble(), in.Code, in.Jt, in.Jf, in.K)
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("# filter 1 as libseccomp's pseudo filter code (the same rules, unoptimised)\n")
+	if _, err := io.WriteString(out, b.String()); err != nil {
+		return err
+	}
+	return p.BPF(out)
+}
+
+// runFilterVerify checks the filters the runtime would load against the policy.
+func runFilterVerify(out io.Writer, f *explainFlags, cmd *cobra.Command, target string) error {
+	c, err := compileTarget(f, cmd, target)
+	if err != nil {
+		return err
+	}
+	s, err := loadFilters(c.policy)
+	if err != nil {
+		return err
+	}
+	r, err := audit.Verify(c.policy, s)
+	if err != nil {
+		return err
+	}
+	out, done := escapedOutput(out, "text")
+	defer done()
+	fmt.Fprintf(out, "%s %s: seccomp filters checked against the policy\n", c.policy.Module.Name, c.policy.Module.Version)
+	if err := r.WriteText(out, 50); err != nil {
+		return err
+	}
+	if len(r.Mismatches) > 0 {
+		return refused(fmt.Errorf("%d cases where the loaded filters do not do what the policy says", len(r.Mismatches)))
+	}
+	return nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/blvm/blvm-sandbox/audit/kernelfilter"
 	"github.com/blvm/blvm-sandbox/internal/termesc"
 	"github.com/blvm/blvm-sandbox/nodeconfig"
 )
@@ -35,6 +36,9 @@ func badInput(err error) error { return &exitError{code: exitBadInput, err: err}
 func refused(err error) error  { return &exitError{code: exitRefused, err: err} }
 
 func main() {
+	// explain --verify and --format bpf re-execute this binary to load the
+	// runtime's filters in a throwaway child: that child stops here.
+	kernelfilter.ChildMain()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -69,6 +73,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newExplainCommand(stdout))
+	root.AddCommand(newInspectCommand(stdout))
 	root.AddCommand(newKeysCommand(stdout))
 	root.AddCommand(newSignCommand(stdout, stderr))
 	root.AddCommand(newVerifyCommand(stdout))
