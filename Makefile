@@ -93,7 +93,8 @@ bench: build bench-deps
 	  $(GOTEST) -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) ./verify/ && \
 	  $(GOTEST) -run '^$$' -bench 'Seal|Sha256sum|Verify|Hub|Echo' -benchmem -count $(BENCHCOUNT) ./bench/ && \
 	  $(GOTEST_STATIC) -run '^$$' -bench '^Benchmark(ColdStart|StartPrepared|Peer(PlainExec|Bwrap|Runc|Crun|CrunStart|CrunWrapper)|Restart|RestartAfterBackoff)$$' -benchtime 20x -count $(BENCHCOUNT) ./bench/ && \
-	  $(GOTEST_STATIC) -run '^$$' -bench '^Benchmark(IdleModules|LoadChain100|PeerCrunChain100)$$' -benchtime 1x -count $(SLOWCOUNT) -timeout 30m ./bench/ ; \
+	  $(GOTEST_STATIC) -run '^$$' -bench '^Benchmark(IdleModules|LoadChain100|PeerCrunChain100)$$' -benchtime 1x -count $(SLOWCOUNT) -timeout 30m ./bench/ && \
+	  BIN=$(BIN) ./scripts/bench-cli.sh ; \
 	} | tee $(BIN)/bench.txt
 	$(GO) run ./bench/benchtable -title "blvm-sandbox benchmarks" \
 	  -pair BenchmarkSeal256MiB=BenchmarkPeerSha256sum256MiB \
@@ -106,6 +107,7 @@ bench: build bench-deps
 	  -pair BenchmarkLoadChain100=BenchmarkPeerCrunChain100 \
 	  -pair BenchmarkRestart=BenchmarkPeerPlainExec \
 	  -pair BenchmarkRestartAfterBackoff=BenchmarkPeerPlainExec \
+	  -pair BenchmarkCLIRun=BenchmarkPeerCrunRunMinimal \
 	  -notes docs/benchmarks-notes.md < $(BIN)/bench.txt > $(BIN)/BENCHMARKS.md
 	mv $(BIN)/BENCHMARKS.md docs/BENCHMARKS.md
 	@echo "wrote docs/BENCHMARKS.md"
