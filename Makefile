@@ -63,6 +63,8 @@ build: deps
 # tests skip themselves otherwise).
 test: deps lint proto-check $(PROMTOOL)
 	PROMTOOL=$(abspath $(PROMTOOL)) $(GOTEST) -count=1 ./...
+	@# The backend tests start real btcds; none may outlive them.
+	@if pgrep -x btcd >/dev/null; then echo "a btcd outlived the tests:"; pgrep -ax btcd; exit 1; fi
 
 # The README's main job: a demo node with the example modules signed 2-of-3,
 # sandboxed, on the embedded dev chain. RUN_SECONDS=N stops it after N s.
