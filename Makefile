@@ -108,6 +108,7 @@ bench: build bench-deps
 	  -pair BenchmarkStartPrepared=BenchmarkPeerCrun \
 	  -pair BenchmarkLoadChain100=BenchmarkPeerCrunChain100 \
 	  -pair BenchmarkRestart=BenchmarkPeerPlainExec \
+	  -pair BenchmarkRestart=BenchmarkPeerCrun \
 	  -pair BenchmarkRestartAfterBackoff=BenchmarkPeerPlainExec \
 	  -pair BenchmarkCLIRun=BenchmarkPeerCrunRunMinimal \
 	  -notes docs/benchmarks-notes.md < $(BIN)/bench.txt > $(BIN)/BENCHMARKS.md

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	goruntime "runtime"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -25,18 +24,17 @@ import (
 // thread is never unlocked, so Go discards it when the goroutine ends.
 
 //
-// Some hosts of this kind also list v1 controllers in /proc/self/cgroup
-// (perf_event, hugetlb, net_cls,net_prio) whose directories under the
-// read-only /sys/fs/cgroup exist but hold no hierarchy; crun then fails
-// creating its cgroups, in any namespace. There crun runs with its cgroup
-// manager off: it then creates and limits no cgroup at all, less work than
-// ours, so every ratio against it is conservative.
+// Since 2026-12-02 hosts of this kind also list v1 controllers in
+// /proc/self/cgroup (perf_event, hugetlb, net_cls,net_prio) whose
+// directories under the read-only /sys/fs/cgroup hold no hierarchy, and
+// these come and go as other processes mount them; crun then fails to
+// create or join its cgroups, in any namespace. crun therefore runs with
+// its cgroup manager off: it creates and limits no cgroup at all, less work
+// than ours, so every ratio against it is conservative.
 
 type crunLauncher struct {
 	crun, state string
 	work        chan func()
-	// flags go before every command: --cgroup-manager=disabled on such hosts.
-	flags []string
 }
 
 var (
@@ -63,33 +61,7 @@ func crunPeer(b *testing.B, state string) *crunLauncher {
 	if crunErr != nil {
 		b.Fatalf("crun mount namespace: %v", crunErr)
 	}
-	l := &crunLauncher{crun: crunThread.crun, state: state, work: crunThread.work}
-	if orphans := unmountedHierarchies(); len(orphans) > 0 {
-		b.Logf("crun runs with its cgroup manager off: /proc/self/cgroup lists %s, mounted nowhere", strings.Join(orphans, ", "))
-		l.flags = []string{"--cgroup-manager=disabled"}
-	}
-	return l
-}
-
-// unmountedHierarchies lists the v1 controllers /proc/self/cgroup names
-// whose directory under /sys/fs/cgroup holds no cgroup filesystem.
-func unmountedHierarchies() []string {
-	data, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		f := strings.SplitN(line, ":", 3)
-		if len(f) != 3 || f[0] == "0" || f[1] == "" || strings.HasPrefix(f[1], "name=") {
-			continue
-		}
-		var st unix.Statfs_t
-		if err := unix.Statfs("/sys/fs/cgroup/"+f[1], &st); err != nil || st.Type != unix.CGROUP_SUPER_MAGIC {
-			out = append(out, f[1])
-		}
-	}
-	return out
+	return &crunLauncher{crun: crunThread.crun, state: state, work: crunThread.work}
 }
 
 func (l *crunLauncher) loop(ready chan<- error) {
@@ -114,7 +86,7 @@ func (l *crunLauncher) loop(ready chan<- error) {
 
 // cmd builds a crun command with this launcher's state root.
 func (l *crunLauncher) cmd(args ...string) *exec.Cmd {
-	return exec.Command(l.crun, append(append(l.flags[:len(l.flags):len(l.flags)], "--root", l.state), args...)...)
+	return exec.Command(l.crun, append([]string{"--cgroup-manager=disabled", "--root", l.state}, args...)...)
 }
 
 // start forks cmd from the launcher's thread.
