@@ -178,7 +178,7 @@ func (d *Driver) Close() error {
 func (d *Driver) WaitConnected(ctx context.Context) error {
 	for {
 		d.mu.Lock()
-		ok, up, last := d.isUp, d.up, d.lastErr
+		ok, up := d.isUp, d.up
 		d.mu.Unlock()
 		if ok {
 			return nil
@@ -186,6 +186,9 @@ func (d *Driver) WaitConnected(ctx context.Context) error {
 		select {
 		case <-up:
 		case <-ctx.Done():
+			d.mu.Lock()
+			last := d.lastErr
+			d.mu.Unlock()
 			return fmt.Errorf("bitcoind at %s is unreachable: %v", d.cfg.URL, last)
 		case <-d.done:
 			return errors.New("bitcoind: driver closed")
