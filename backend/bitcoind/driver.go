@@ -84,7 +84,7 @@ type Driver struct {
 	txs      chan chainhash.Hash
 	overflow atomic.Bool
 	resync   atomic.Bool
-	zmqUp    atomic.Int32 // connected ZMQ sockets
+	zmqUp    atomic.Int32    // connected ZMQ sockets
 	zmqRedo  []chan struct{} // one per ZMQ socket: redial now
 
 	events    chainsync.Fanout

@@ -499,8 +499,8 @@ func (n *Node) answerLocked(method string, params []json.RawMessage) (any, *rpcE
 				return map[string]any{
 					"vsize": vs, "weight": 4 * vs, "time": int64(n.clock), "height": height,
 					"descendantcount": 1, "descendantsize": vs, "ancestorcount": 1, "ancestorsize": vs,
-					"wtxid": tx.WitnessHash().String(),
-					"fees":  map[string]any{"base": 0.0001, "modified": 0.0001, "ancestor": 0.0001, "descendant": 0.0001},
+					"wtxid":   tx.WitnessHash().String(),
+					"fees":    map[string]any{"base": 0.0001, "modified": 0.0001, "ancestor": 0.0001, "descendant": 0.0001},
 					"depends": []string{}, "spentby": []string{}, "bip125-replaceable": false, "unbroadcast": false,
 				}, nil
 			}
