@@ -150,14 +150,17 @@ func New(cfg Config) (*Driver, error) {
 		lastErr: errors.New("not connected yet"),
 	}
 	d.cancelGov = d.Forward.Events(d.events.Publish)
-	d.wg.Add(2)
+	eps := zmqTopics(cfg)
+	redos := make(map[string]chan struct{}, len(eps))
+	for ep := range eps {
+		redos[ep] = make(chan struct{}, 1)
+		d.zmqRedo = append(d.zmqRedo, redos[ep])
+	}
+	d.wg.Add(2 + len(eps))
 	go d.probeLoop()
 	go d.syncLoop()
-	for ep, topics := range zmqTopics(cfg) {
-		redo := make(chan struct{}, 1)
-		d.zmqRedo = append(d.zmqRedo, redo)
-		d.wg.Add(1)
-		go d.zmqLoop(ep, topics, redo)
+	for ep, topics := range eps {
+		go d.zmqLoop(ep, topics, redos[ep])
 	}
 	return d, nil
 }
