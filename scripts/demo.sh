@@ -7,6 +7,8 @@ set -euo pipefail
 BIN=${BIN:-bin}
 DEMO=${DEMO:-/var/lib/blvm-sandbox-demo}
 RUN_SECONDS=${RUN_SECONDS:-0}
+# BACKEND=btcd: the same demo against a regtest btcd the demo starts and stops.
+BACKEND=${BACKEND:-devchain}
 MODULES=(stratum-v2 merge-mining block-logger governance-voter)
 CLI="$BIN/blvm-sandbox"
 export BLVM_ADMIN_SOCKET="$DEMO/admin.sock"
@@ -47,6 +49,62 @@ for m in "${MODULES[@]}"; do
   echo "  $m: $(grep -m1 '^hash' "$dst/module.toml")"
 done
 
+# ---- BACKEND=btcd: a local regtest btcd, started here, stopped on exit ----
+backend_toml=""
+node_pid="" miner_pid=""
+stop_node() {
+  [ -n "$miner_pid" ] && kill "$miner_pid" 2>/dev/null && wait "$miner_pid" 2>/dev/null || true
+  if [ -n "$node_pid" ] && kill -0 "$node_pid" 2>/dev/null; then
+    say "stopping btcd"
+    kill -INT "$node_pid"
+    for _ in $(seq 1 50); do kill -0 "$node_pid" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL "$node_pid" 2>/dev/null || true
+  fi
+}
+case "$BACKEND" in
+devchain) ;;
+btcd)
+  # The binary the backend tests build (backend/btcdtest): the same version
+  # and cache directory.
+  BTCD_VERSION=v0.26.2
+  BTCD_CACHE=${BLVM_BTCD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/blvm-sandbox/btcd-$BTCD_VERSION}
+  BTCD_RPC=${BTCD_RPC:-127.0.0.1:28556}
+  if [ ! -x "$BTCD_CACHE/btcd" ]; then
+    say "building btcd $BTCD_VERSION into $BTCD_CACHE"
+    mkdir -p "$BTCD_CACHE"
+    (cd /tmp && GOBIN="$BTCD_CACHE" CGO_ENABLED=0 GOFLAGS=-mod=mod GOWORK=off go install "github.com/btcsuite/btcd@$BTCD_VERSION")
+  fi
+  say "starting a regtest btcd on $BTCD_RPC (RPC without TLS: loopback only)"
+  mkdir -p "$DEMO/btcd"
+  btcd_pass=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  # Credentials in files (0600), never on a command line.
+  (umask 077
+   printf 'rpcuser=blvm\nrpcpass=%s\n' "$btcd_pass" > "$DEMO/btcd/btcd.conf"
+   printf '%s\n' "$btcd_pass" > "$DEMO/btcd/rpc.pass")
+  # Pdeathsig: a demo killed outright takes btcd with it.
+  setpriv --pdeathsig KILL "$BTCD_CACHE/btcd" --regtest --configfile="$DEMO/btcd/btcd.conf" \
+    --datadir="$DEMO/btcd/data" --logdir="$DEMO/btcd/logs" --rpclisten="$BTCD_RPC" --notls \
+    --nolisten --txindex --miningaddr=mwiXySQzfKWKhNJgCSSEXuCa1VwA6FxKFx >"$DEMO/btcd/btcd.out" 2>&1 &
+  node_pid=$!
+  trap stop_node EXIT
+  rpc() { curl -sf --max-time 5 --user "blvm:$btcd_pass" -H 'Content-Type: application/json' \
+    -d "{\"jsonrpc\":\"1.0\",\"id\":1,\"method\":\"$1\",\"params\":[$2]}" "http://$BTCD_RPC/"; }
+  for _ in $(seq 1 150); do rpc getblockcount "" >/dev/null && break; sleep 0.2; done
+  rpc getblockcount "" >/dev/null || { cat "$DEMO/btcd/btcd.out" >&2; echo "btcd did not answer on $BTCD_RPC" >&2; exit 1; }
+  # btcd mines only when asked: one block every 2 s, as the dev chain would.
+  (while sleep 2; do rpc generate 1 >/dev/null || true; done) &
+  miner_pid=$!
+  backend_toml="[backend]
+kind = \"btcd\"
+url = \"$BTCD_RPC\"
+user = \"blvm\"
+password_file = \"$DEMO/btcd/rpc.pass\"
+tls_disable = true"
+  ;;
+*) echo "BACKEND=$BACKEND: want devchain or btcd" >&2; exit 1 ;;
+esac
+# ---- end BACKEND ----
+
 say "dev node config: $DEMO/node.toml"
 cat > "$DEMO/node.toml" <<TOML
 [node]
@@ -75,6 +133,8 @@ allow = ["governance_vote"]
 # Node settings win over the module's own config.toml.
 [modules.stratum-v2]
 pool_fee_percent = 1
+
+$backend_toml
 TOML
 sed -n '/^\[modules/,$p' "$DEMO/node.toml"
 
@@ -88,7 +148,7 @@ stop_daemon() {
     wait "$daemon" || true
   fi
 }
-trap stop_daemon EXIT
+trap 'stop_daemon; stop_node' EXIT
 trap 'exit 130' INT TERM
 
 # Wait for every module to run.

@@ -9,6 +9,7 @@ import (
 	"github.com/btcsuite/btcd/chainhash/v2"
 	"github.com/btcsuite/btcd/rpcclient"
 
+	"github.com/blvm/blvm-sandbox/backend/btcd"
 	"github.com/blvm/blvm-sandbox/backend/btcdtest"
 	"github.com/blvm/blvm-sandbox/ipc/hub"
 )
@@ -55,16 +56,58 @@ func BenchmarkBlockByHeight(b *testing.B) {
 	})
 }
 
-// TestBlockEventLatency prints p50/p99 from btcd's generate returning to the
+// TestBlockEventLatency logs p50/p99 from btcd's generate returning to the
 // driver's BlockConnected, against a plain rpcclient websocket subscriber in
-// the same run (run with -v; BLVM_BTCD_LATENCY=1 to enable).
+// the same run (run with -v). BenchmarkBlockEventLatency reports the same
+// figures as benchmark lines.
 func TestBlockEventLatency(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
 	}
 	n := btcdtest.Start(t, btcdtest.Options{})
+	drv, pl := measureLatency(t, n, newDriver(t, n), 100)
+	t.Logf("block event latency after generate returns, 100 blocks: driver p50 %s p99 %s; plain rpcclient p50 %s p99 %s",
+		quantile(drv, .5), quantile(drv, .99), quantile(pl, .5), quantile(pl, .99))
+}
+
+// BenchmarkBlockEventLatency measures 100 blocks once and reports each
+// quantile as a sub-benchmark's ns/op, so that benchtable can pair
+// driver_p50 with rpcclient_p50 (and p99): run it with -benchtime 1x.
+func BenchmarkBlockEventLatency(b *testing.B) {
+	n := btcdtest.Start(b, btcdtest.Options{})
+	d, err := btcd.New(btcd.Config{Host: n.RPCAddr, User: n.User, Pass: n.Pass, CertPEM: n.CertPEM, Network: "regtest", Poll: time.Hour, CallTimeout: 5 * time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := d.WaitConnected(ctx); err != nil {
+		b.Fatal(err)
+	}
+	drv, pl := measureLatency(b, n, d, 100)
+	for _, m := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"driver_p50", quantile(drv, .5)}, {"rpcclient_p50", quantile(pl, .5)},
+		{"driver_p99", quantile(drv, .99)}, {"rpcclient_p99", quantile(pl, .99)},
+	} {
+		b.Run(m.name, func(b *testing.B) { b.ReportMetric(float64(m.v.Nanoseconds()), "ns/op") })
+	}
+}
+
+func quantile(ds []time.Duration, p float64) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[int(p*float64(len(s)-1))]
+}
+
+// measureLatency mines blocks one at a time and times, from generate
+// returning, the driver's BlockConnected and a plain rpcclient websocket
+// subscriber's notification, both listening at once.
+func measureLatency(tb testing.TB, n *btcdtest.Node, d *btcd.Driver, blocks int) (drv, plain []time.Duration) {
 	ctl := n.Client()
-	d := newDriver(t, n)
 	drvSeen := make(chan chainhash.Hash, 200)
 	defer d.Subscribe(func(ev hub.NodeEvent) {
 		if ev.Kind == hub.BlockConnected {
@@ -72,46 +115,50 @@ func TestBlockEventLatency(t *testing.T) {
 		}
 	})()
 	plainSeen := make(chan chainhash.Hash, 200)
-	plain, err := rpcclient.New(&rpcclient.ConnConfig{Host: n.RPCAddr, Endpoint: "ws", User: n.User, Pass: n.Pass, Certificates: n.CertPEM},
+	pc, err := rpcclient.New(&rpcclient.ConnConfig{Host: n.RPCAddr, Endpoint: "ws", User: n.User, Pass: n.Pass, Certificates: n.CertPEM},
 		&rpcclient.NotificationHandlers{OnBlockConnected: func(h *chainhash.Hash, _ int32, _ time.Time) { plainSeen <- *h }})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer plain.Shutdown()
-	if err := plain.NotifyBlocks(); err != nil {
-		t.Fatal(err)
+	defer pc.Shutdown()
+	if err := pc.NotifyBlocks(); err != nil {
+		tb.Fatal(err)
 	}
-	wait := func(ch chan chainhash.Hash, want chainhash.Hash) {
+	wait := func(ch chan chainhash.Hash, want chainhash.Hash) bool {
 		for {
 			select {
 			case h := <-ch:
 				if h == want {
-					return
+					return true
 				}
 			case <-time.After(10 * time.Second):
-				t.Fatalf("no event for %s", want)
+				return false
 			}
 		}
 	}
-	var drv, pl []time.Duration
-	for range 100 {
+	for range blocks {
 		hs, err := ctl.Generate(1)
 		if err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
 		t0 := time.Now()
-		// Both listen at once; each wait measures its own arrival.
 		done := make(chan time.Duration, 1)
-		go func() { wait(plainSeen, *hs[0]); done <- time.Since(t0) }()
-		wait(drvSeen, *hs[0])
+		go func() {
+			if wait(plainSeen, *hs[0]) {
+				done <- time.Since(t0)
+			} else {
+				done <- -1
+			}
+		}()
+		if !wait(drvSeen, *hs[0]) {
+			tb.Fatalf("no driver event for %s", hs[0])
+		}
 		drv = append(drv, time.Since(t0))
-		pl = append(pl, <-done)
+		p := <-done
+		if p < 0 {
+			tb.Fatalf("no rpcclient notification for %s", hs[0])
+		}
+		plain = append(plain, p)
 	}
-	q := func(ds []time.Duration, p float64) time.Duration {
-		s := slices.Clone(ds)
-		slices.Sort(s)
-		return s[int(p*float64(len(s)-1))]
-	}
-	t.Logf("block event latency after generate returns, 100 blocks: driver p50 %s p99 %s; plain rpcclient p50 %s p99 %s",
-		q(drv, .5), q(drv, .99), q(pl, .5), q(pl, .99))
+	return drv, plain
 }

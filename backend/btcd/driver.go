@@ -24,6 +24,7 @@ import (
 	"github.com/btcsuite/btcd/wire/v2"
 
 	"github.com/blvm/blvm-sandbox/backend/chainsync"
+	"github.com/blvm/blvm-sandbox/backend/nodegov"
 	"github.com/blvm/blvm-sandbox/ipc/hub"
 )
 
@@ -41,13 +42,7 @@ const (
 // Governance is the node-side store of proposals and votes: Bitcoin nodes
 // have none, so the daemon keeps the one it has (devchain's). Only its
 // proposal events are forwarded.
-type Governance interface {
-	Proposals(ctx context.Context) ([]hub.Proposal, error)
-	Proposal(ctx context.Context, id string) (hub.Proposal, error)
-	CastVote(ctx context.Context, voter, proposalID, choice string) (hub.Results, error)
-	Results(ctx context.Context, proposalID string) (hub.Results, error)
-	Subscribe(fn func(hub.NodeEvent)) (cancel func())
-}
+type Governance = nodegov.Store
 
 // Config says how to reach btcd. Host is host:port of its RPC listener.
 type Config struct {
@@ -73,6 +68,7 @@ type Config struct {
 
 // Driver is the btcd backend. Every method is safe for concurrent use.
 type Driver struct {
+	nodegov.Forward
 	cfg Config
 	log *slog.Logger
 
@@ -139,13 +135,8 @@ func New(cfg Config) (*Driver, error) {
 		done:    make(chan struct{}),
 		lastErr: errors.New("not connected yet"),
 	}
-	if g := cfg.Governance; g != nil {
-		d.cancelGov = g.Subscribe(func(ev hub.NodeEvent) {
-			if ev.Kind == hub.ProposalCreated || ev.Kind == hub.ProposalClosed {
-				d.events.Publish(ev)
-			}
-		})
-	}
+	d.Forward = nodegov.Forward{Store: cfg.Governance}
+	d.cancelGov = d.Forward.Events(d.events.Publish)
 	d.wg.Add(2)
 	go d.connectLoop()
 	go d.syncLoop()
@@ -156,9 +147,7 @@ func New(cfg Config) (*Driver, error) {
 func (d *Driver) Close() error {
 	d.closeOnce.Do(func() {
 		close(d.done)
-		if d.cancelGov != nil {
-			d.cancelGov()
-		}
+		d.cancelGov()
 		d.mu.Lock()
 		c := d.client
 		d.mu.Unlock()

@@ -321,32 +321,4 @@ func (d *Driver) MempoolEntry(ctx context.Context, txid chainhash.Hash) (hub.Mem
 	return hub.MempoolEntry{Tx: tx, Fee: int64(fee), VSize: uint64(e.Vsize), TimeUnix: e.Time}, nil
 }
 
-func (d *Driver) Proposals(ctx context.Context) ([]hub.Proposal, error) {
-	if d.cfg.Governance == nil {
-		return nil, nil
-	}
-	return d.cfg.Governance.Proposals(ctx)
-}
-
-func (d *Driver) Proposal(ctx context.Context, id string) (hub.Proposal, error) {
-	if d.cfg.Governance == nil {
-		return hub.Proposal{}, fmt.Errorf("proposal %q: %w", id, hub.ErrNotFound)
-	}
-	return d.cfg.Governance.Proposal(ctx, id)
-}
-
-func (d *Driver) CastVote(ctx context.Context, voter, proposalID, choice string) (hub.Results, error) {
-	if d.cfg.Governance == nil {
-		return hub.Results{}, fmt.Errorf("proposal %q: %w", proposalID, hub.ErrNotFound)
-	}
-	return d.cfg.Governance.CastVote(ctx, voter, proposalID, choice)
-}
-
-func (d *Driver) Results(ctx context.Context, proposalID string) (hub.Results, error) {
-	if d.cfg.Governance == nil {
-		return hub.Results{}, fmt.Errorf("proposal %q: %w", proposalID, hub.ErrNotFound)
-	}
-	return d.cfg.Governance.Results(ctx, proposalID)
-}
-
 var _ hub.Backend = (*Driver)(nil)

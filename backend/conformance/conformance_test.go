@@ -26,6 +26,7 @@ func TestConformance(t *testing.T) {
 	t.Run("devchain", func(t *testing.T) {
 		conformance.Run(t, func(t *testing.T, _ bool) conformance.Node { return newDevNode(t) })
 	})
+	t.Run("bitcoind-recorded", runBitcoindRecorded)
 	t.Run("btcd", func(t *testing.T) {
 		if testing.Short() {
 			t.Skip("-short: no real btcd")

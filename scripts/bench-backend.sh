@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The real-node backend benchmarks, as `go test -bench` lines for benchtable,
+# each side measured against a plain rpcclient on the same btcd in the same
+# run (btcd v0.26.2 built by backend/btcdtest into its cache):
+#   BenchmarkBlockEventLatency/{driver,rpcclient}_{p50,p99}: from btcd's
+#     generate returning to the driver's BlockConnected / to a websocket
+#     subscriber's notification, over 100 blocks; ns/op is the quantile.
+#   BenchmarkBlockByHeight/{driver,rpcclient}: getblockhash + getblock
+#     through the driver / through rpcclient.
+#   BenchmarkGetBlockByHeightBtcd/{hub,rpcclient}: chain.GetBlockByHeight
+#     from a module through the hub / direct rpcclient (TestBtcdThroughHub).
+# COUNT runs of each (benchtable takes medians).
+set -euo pipefail
+COUNT=${COUNT:-5}
+GO=${GO:-go}
+
+$GO test -run '^$' -bench '^BenchmarkBlockEventLatency$' -benchtime 1x -count "$COUNT" ./backend/btcd/
+$GO test -run '^$' -bench '^BenchmarkBlockByHeight$' -count "$COUNT" ./backend/btcd/
+# A test, not a benchmark (it needs the hub's test env): it prints its two
+# benchmark lines on stdout, shown with -v.
+$GO test -v -run '^TestBtcdThroughHub$' -count "$COUNT" ./ipc/hub/ | grep '^Benchmark'
