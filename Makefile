@@ -96,7 +96,8 @@ bench: build bench-deps
 	  $(GOTEST) -run '^$$' -bench 'Seal|Sha256sum|Verify|Hub|Echo' -benchmem -count $(BENCHCOUNT) ./bench/ && \
 	  $(GOTEST_STATIC) -run '^$$' -bench '^Benchmark(ColdStart|StartPrepared|Peer(PlainExec|Bwrap|Runc|Crun|CrunStart|CrunWrapper)|Restart|RestartAfterBackoff)$$' -benchtime 20x -count $(BENCHCOUNT) ./bench/ && \
 	  $(GOTEST_STATIC) -run '^$$' -bench '^Benchmark(IdleModules|LoadChain100|PeerCrunChain100)$$' -benchtime 1x -count $(SLOWCOUNT) -timeout 30m ./bench/ && \
-	  BIN=$(BIN) ./scripts/bench-cli.sh ; \
+	  BIN=$(BIN) ./scripts/bench-cli.sh && \
+	  COUNT=$(BENCHCOUNT) ./scripts/bench-backend.sh ; \
 	} | tee $(BIN)/bench.txt
 	$(GO) run ./bench/benchtable -title "blvm-sandbox benchmarks" \
 	  -pair BenchmarkSeal256MiB=BenchmarkPeerSha256sum256MiB \
@@ -111,6 +112,10 @@ bench: build bench-deps
 	  -pair BenchmarkRestart=BenchmarkPeerCrun \
 	  -pair BenchmarkRestartAfterBackoff=BenchmarkPeerPlainExec \
 	  -pair BenchmarkCLIRun=BenchmarkPeerCrunRunMinimal \
+	  -pair BenchmarkBlockEventLatency/driver_p50=BenchmarkBlockEventLatency/rpcclient_p50 \
+	  -pair BenchmarkBlockEventLatency/driver_p99=BenchmarkBlockEventLatency/rpcclient_p99 \
+	  -pair BenchmarkBlockByHeight/driver=BenchmarkBlockByHeight/rpcclient \
+	  -pair BenchmarkGetBlockByHeightBtcd/hub=BenchmarkGetBlockByHeightBtcd/rpcclient \
 	  -notes docs/benchmarks-notes.md < $(BIN)/bench.txt > $(BIN)/BENCHMARKS.md
 	mv $(BIN)/BENCHMARKS.md docs/BENCHMARKS.md
 	@echo "wrote docs/BENCHMARKS.md"
