@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
+	"strconv"
+	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -72,6 +75,9 @@ func WriteOCIBundle(dir string, p *policy.Policy, f OCIFiles) (*OCIBundle, error
 		if err := rootfs.mountpoint(m); err != nil {
 			return nil, fmt.Errorf("bundle %s: mountpoint %s: %w", dir, m.Destination, err)
 		}
+		if err := tmpfsMountpointMode(b.Rootfs, m); err != nil {
+			return nil, fmt.Errorf("bundle %s: mountpoint %s: %w", dir, m.Destination, err)
+		}
 	}
 	if err := copyExecutable(f.Binary, b.Binary); err != nil {
 		return nil, fmt.Errorf("bundle %s: binary: %w", dir, err)
@@ -111,6 +117,41 @@ func WriteOCIBundle(dir string, p *policy.Policy, f OCIFiles) (*OCIBundle, error
 		return nil, fmt.Errorf("bundle %s: %w", dir, err)
 	}
 	return b, nil
+}
+
+// tmpfsMountpointMode gives a tmpfs mountpoint the mode its mount asks
+// for. runc (1.1.5) chmods a tmpfs to the mode of the directory it lands
+// on after mounting it, so /tmp, mode=1777 in the policy, would be 0755.
+// The directory itself is never reachable: the rootfs is read-only and the
+// tmpfs covers it.
+func tmpfsMountpointMode(rootfs string, m policy.Mount) error {
+	if m.Type != "tmpfs" {
+		return nil
+	}
+	for _, o := range m.Options {
+		v, ok := strings.CutPrefix(o, "mode=")
+		if !ok {
+			continue
+		}
+		mode, err := strconv.ParseUint(v, 8, 32)
+		if err != nil || mode > 0o7777 {
+			return fmt.Errorf("option %q: not an octal mode", o)
+		}
+		// os.Chmod maps Go's mode bits; the sticky, setgid and setuid
+		// bits are set from the octal value.
+		fm := os.FileMode(mode & 0o777)
+		if mode&0o1000 != 0 {
+			fm |= os.ModeSticky
+		}
+		if mode&0o2000 != 0 {
+			fm |= os.ModeSetgid
+		}
+		if mode&0o4000 != 0 {
+			fm |= os.ModeSetuid
+		}
+		return os.Chmod(filepath.Join(rootfs, filepath.FromSlash(path.Clean(m.Destination))), fm)
+	}
+	return nil
 }
 
 // copyExecutable copies src to a new root-owned 0555 file at dst.
