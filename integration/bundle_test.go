@@ -20,6 +20,7 @@ import (
 
 	"github.com/blvm/blvm-sandbox/audit/live"
 	"github.com/blvm/blvm-sandbox/devchain"
+	"github.com/blvm/blvm-sandbox/internal/ocischema"
 	"github.com/blvm/blvm-sandbox/ipc/hub"
 	"github.com/blvm/blvm-sandbox/loader"
 	"github.com/blvm/blvm-sandbox/nodeconfig"
@@ -90,11 +91,8 @@ func runBundle(t *testing.T, bin, rtPath string, r ociRunner, base uint32, id st
 	if err != nil {
 		t.Fatal(err)
 	}
-	var spec struct {
-		Version string `json:"ociVersion"`
-	}
-	if err := json.Unmarshal(js, &spec); err != nil || spec.Version != "1.1.0" {
-		t.Fatalf("ociVersion %q (%v), want 1.1.0: the lowest that carries errnoRet", spec.Version, err)
+	if v, err := ocischema.Validate(js); err != nil || v != "1.1.0" {
+		t.Fatalf("config.json: ociVersion %q, %v; want 1.1.0, the lowest that carries errnoRet, and valid", v, err)
 	}
 
 	// The same policy the daemon compiles for this module on this host.
