@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/blvm/blvm-sandbox/audit/live"
@@ -216,6 +217,53 @@ func runBundle(t *testing.T, bin, rtPath string, r ociRunner, base uint32, id st
 			if got := strings.TrimSpace(string(b)); got != strconv.FormatInt(want, 10) {
 				t.Errorf("%s %q, want %d", file, got, want)
 			}
+		}
+	}
+	// The device allow-list the bundle declares, as the devices
+	// controller holds it (v1; v2 has no file to read it from). runc and
+	// crun append their own defaults, which no spec removes: mknod of any
+	// node, /dev/pts, ptmx, console, tun (runc); crun also adds m to the
+	// allowed nodes. Nothing else may appear.
+	var spec specs.Spec
+	if err := json.Unmarshal(js, &spec); err != nil {
+		t.Fatal(err)
+	}
+	if devPath := cgroupOf(t, proc, "devices"); devPath != "" {
+		want := map[string]string{} // "c 1:3" -> access
+		for _, d := range spec.Linux.Resources.Devices {
+			if d.Allow {
+				want[fmt.Sprintf("%s %d:%d", d.Type, *d.Major, *d.Minor)] = d.Access
+			}
+		}
+		runtimeDefaults := map[string]bool{"b *:* m": true, "c *:* m": true, "c 136:* rwm": true, "c 5:1 rwm": true, "c 5:2 rwm": true, "c 10:200 rwm": true}
+		b, _ := os.ReadFile(filepath.Join("/sys/fs/cgroup/devices", devPath, "devices.list"))
+		seen := 0
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			node, access, _ := strings.Cut(l, " ")
+			node2, access2, _ := strings.Cut(access, " ")
+			node, access = node+" "+node2, access2
+			switch w, ok := want[node]; {
+			case ok && (access == w || access == w+"m"):
+				seen++
+			case !ok && runtimeDefaults[l]:
+				t.Logf("devices.list: %q is %s's own default", l, filepath.Base(rtPath))
+			default:
+				t.Errorf("devices.list allows %q; the bundle declares %v", l, want)
+			}
+		}
+		if seen != len(want) || seen < 6 {
+			t.Errorf("devices.list %q holds %d of the bundle's %d devices", b, seen, len(want))
+		}
+	}
+	// The network namespace has loopback only.
+	if b, err := os.ReadFile(proc + "/net/dev"); err != nil || strings.Count(string(b), ":") != 1 || !strings.Contains(string(b), "lo:") {
+		t.Errorf("interfaces in the module's network namespace: %v\n%s", err, b)
+	}
+	// Masked paths are /dev/null binds.
+	for _, m := range p.Process.MaskedPaths {
+		var st unix.Stat_t
+		if err := unix.Stat(proc+"/root"+m.Path, &st); err == nil && m.Path == "/proc/kcore" && st.Rdev != unix.Mkdev(1, 3) {
+			t.Errorf("%s is not masked: rdev %#x", m.Path, st.Rdev)
 		}
 	}
 	// The environment, exactly the policy's.
