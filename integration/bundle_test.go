@@ -96,6 +96,10 @@ func runBundle(t *testing.T, bin, rtPath string, r ociRunner, base uint32, id st
 		t.Fatalf("config.json: ociVersion %q, %v; want 1.1.0, the lowest that carries errnoRet, and valid", v, err)
 	}
 
+	// The bundle's binary is the verified one.
+	if got, want := mustRead(t, filepath.Join(out, "module")), mustRead(t, binaries.Hostile); got != want {
+		t.Error("the bundle's module differs from the signed binary")
+	}
 	// The same policy the daemon compiles for this module on this host.
 	cfg, err := nodeconfig.Parse(nodeConfig)
 	if err != nil {
@@ -513,4 +517,42 @@ func countsWithin(after, before map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// TestRootBundleRefusals: bundle writes nothing for a module that fails
+// verification (exit 1), and refuses an OUT_DIR that exists or sits under
+// a directory the module's uid cannot search (exit 2).
+func TestRootBundleRefusals(t *testing.T) {
+	requireRoot(t)
+	bin := buildCLI(t)
+	dir, nodeConfig, _ := signedHostile(t, bin, "sleep", "1s")
+	base := filepath.Dir(dir)
+	exists := filepath.Join(base, "exists")
+	os.Mkdir(exists, 0o755)
+	if r := runCLI(t, bin, "bundle", "--node-config", nodeConfig, dir, exists); r.code != 2 || !strings.Contains(r.stderr, "exists") {
+		t.Errorf("into an existing dir: %+v", r)
+	}
+	closed := filepath.Join(base, "closed")
+	os.Mkdir(closed, 0o700)
+	if r := runCLI(t, bin, "bundle", "--node-config", nodeConfig, dir, filepath.Join(closed, "b")); r.code != 2 || !strings.Contains(r.stderr, closed+" is mode 0700") {
+		t.Errorf("under a 0700 dir: %+v", r)
+	}
+	if _, err := os.Stat(filepath.Join(closed, "b")); err == nil {
+		t.Error("a refused bundle was written")
+	}
+	// Tampered before anything sealed it in the store (once sealed, the
+	// store's verified bytes are what a bundle copies, whatever the
+	// module dir holds later).
+	dir, nodeConfig, _ = signedHostile(t, bin, "sleep", "1s")
+	f, _ := os.OpenFile(filepath.Join(dir, "hostile"), os.O_WRONLY, 0)
+	st, _ := f.Stat()
+	f.WriteAt([]byte{0xff}, st.Size()-1)
+	f.Close()
+	out := filepath.Join(filepath.Dir(dir), "tampered")
+	if r := runCLI(t, bin, "bundle", "--node-config", nodeConfig, dir, out); r.code != 1 || !strings.Contains(r.stderr, "hash") {
+		t.Errorf("a binary changed after signing: %+v", r)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Error("a bundle was written for a module that failed verification")
+	}
 }

@@ -24,7 +24,7 @@ func TestRootInspectThroughDaemon(t *testing.T) {
 			t.Errorf("inspect %s did not inspect the daemon's pid %d:\n%s", m, d.pid(m), r.stdout)
 		}
 	}
-	if r := d.cli("inspect", "no-such-module"); r.code == 0 || !strings.Contains(r.stderr, "no-such-module") {
+	if r := d.cli("inspect", "no-such-module"); r.code != 2 || !strings.Contains(r.stderr, "no-such-module") {
 		t.Errorf("inspect of an unknown module: exit %d: %s", r.code, r.stderr)
 	}
 	if r := d.cli("stop", "block-logger"); r.code != 0 {

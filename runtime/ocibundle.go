@@ -38,11 +38,11 @@ type OCIBundle struct {
 // the module's host uid) and the data directory. dir must not exist yet:
 // an operator's old bundle is never overwritten. Every directory above it
 // must be searchable by others, since the module's uid walks the paths.
-func WriteOCIBundle(dir string, p *policy.Policy, f OCIFiles) (*OCIBundle, error) {
+func WriteOCIBundle(dir string, p *policy.Policy, f OCIFiles) (_ *OCIBundle, err error) {
 	if err := checkName(p.Module.Name); err != nil {
 		return nil, err
 	}
-	dir, err := filepath.Abs(dir)
+	dir, err = filepath.Abs(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -52,6 +52,12 @@ func WriteOCIBundle(dir string, p *policy.Policy, f OCIFiles) (*OCIBundle, error
 	if err := os.Mkdir(dir, 0o711); err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", dir, err)
 	}
+	// No half-written bundle for a runtime to run.
+	defer func() {
+		if err != nil {
+			os.RemoveAll(dir)
+		}
+	}()
 	if err := os.Chmod(dir, 0o711); err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", dir, err)
 	}
