@@ -23,7 +23,7 @@ all: build
 # Install the system packages the build needs, only when missing.
 deps:
 	@need=""; \
-	for p in libseccomp-dev libc6-dev pkg-config gcc protobuf-compiler e2fsprogs; do \
+	for p in libseccomp-dev libc6-dev pkg-config gcc protobuf-compiler e2fsprogs runc crun; do \
 	  dpkg -s $$p >/dev/null 2>&1 || need="$$need $$p"; \
 	done; \
 	if [ -n "$$need" ]; then \

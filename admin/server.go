@@ -146,6 +146,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /v1/modules/{name}/stop", s.action("stop", s.m.Stop))
 	mux.HandleFunc("POST /v1/modules/{name}/restart", s.action("restart", s.m.Restart))
 	mux.HandleFunc("GET /v1/modules/{name}/logs", s.handleLogs)
+	mux.HandleFunc("GET /v1/modules/{name}/policy", s.handlePolicy)
 	mux.HandleFunc("GET /v1/cli", s.handleCliSpecs)
 	mux.HandleFunc("POST /v1/modules/{name}/cli", s.handleRunCli)
 	mux.HandleFunc("GET /v1/events", s.handleEvents)

@@ -272,33 +272,19 @@ func BenchmarkPeerBwrap(b *testing.B) {
 }
 
 // ociBundle writes our own policy as an OCI bundle (same seccomp, mounts,
-// namespaces, limits, shim) for runc and crun, in the cgroup /<cgroup>.
+// namespaces, limits, shim) for runc and crun, in the cgroup /<cgroup>,
+// through the code path of `blvm-sandbox bundle`.
 func ociBundle(b *testing.B, f *peerFixture, cgroup string) string {
 	host, _ := runtime.DetectHost("/sys/fs/cgroup", f.dir)
 	p := compileHostile(b, "peer", host)
-	l := runtime.Layout{Root: filepath.Join(f.dir, "root")}
-	rootfs, config, err := l.WriteBundle(p, []byte(sleepConfig), runtime.IDRange{Base: runtime.IDsBase, Count: runtime.IDsPerModule})
-	if err != nil {
-		b.Fatal(err)
-	}
-	data := filepath.Join(f.dir, "data")
-	os.Mkdir(data, 0o777)
-	spec, err := p.OCISpec(policy.HostPaths{
-		Rootfs: rootfs, Binary: built.Hostile, Shim: built.Shim, Config: config, Socket: f.sock, Data: data,
-		CgroupPath: "/" + cgroup, UIDBase: runtime.IDsBase, GIDBase: runtime.IDsBase, IDCount: runtime.IDsPerModule,
+	bundle, err := runtime.WriteOCIBundle(filepath.Join(f.dir, "oci"), p, runtime.OCIFiles{
+		Binary: built.Hostile, Shim: built.Shim, Config: []byte(sleepConfig), Socket: f.sock,
+		CgroupPath: "/" + cgroup, IDs: runtime.IDRange{Base: runtime.IDsBase, Count: runtime.IDsPerModule},
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
-	// crun 1.8 refuses newer spec versions it does not know; nothing in
-	// the bundle needs more than 1.0.2.
-	spec.Version = "1.0.2"
-	bundle := filepath.Dir(rootfs)
-	js, _ := json.Marshal(spec)
-	if err := os.WriteFile(filepath.Join(bundle, "config.json"), js, 0o644); err != nil {
-		b.Fatal(err)
-	}
-	return bundle
+	return bundle.Dir
 }
 
 // moveCgroup points the bundle at the cgroup /<cgroup>. Each start gets a

@@ -62,11 +62,10 @@ func (p *Policy) OCISpec(h HostPaths) (*specs.Spec, error) {
 		Root:     &specs.Root{Path: h.Rootfs, Readonly: p.Process.ReadonlyRootfs.Enabled},
 		Hostname: p.Module.Name,
 		Linux: &specs.Linux{
-			CgroupsPath:       h.CgroupPath,
-			Seccomp:           seccomp,
-			MaskedPaths:       lc.MaskPaths,
-			ReadonlyPaths:     lc.ReadonlyPaths,
-			RootfsPropagation: "rprivate",
+			CgroupsPath:   h.CgroupPath,
+			Seccomp:       seccomp,
+			MaskedPaths:   lc.MaskPaths,
+			ReadonlyPaths: lc.ReadonlyPaths,
 		},
 	}
 	for _, e := range p.Env {
@@ -124,6 +123,7 @@ func (p *Policy) OCISpec(h HostPaths) (*specs.Spec, error) {
 			Path: d.Path, Type: string(d.Type), Major: d.Major, Minor: d.Minor, FileMode: &mode,
 		})
 	}
+	s.Version = specVersion(s)
 	return s, nil
 }
 
