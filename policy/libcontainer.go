@@ -312,6 +312,17 @@ func minimalDevices() []*devices.Device {
 	}
 }
 
+// DeviceNodes are the paths of the device nodes every container's /dev
+// holds. In a user namespace libcontainer bind-mounts each from the host, so
+// a live process shows them as mounts (audit/live accounts for them).
+func DeviceNodes() []string {
+	var out []string
+	for _, d := range minimalDevices() {
+		out = append(out, d.Path)
+	}
+	return out
+}
+
 // deviceRules is the device cgroup allowlist: deny all, then the minimal nodes.
 func deviceRules() []*devices.Rule {
 	rules := []*devices.Rule{{Type: devices.WildcardDevice, Major: devices.Wildcard, Minor: devices.Wildcard, Permissions: "rwm", Allow: false}}

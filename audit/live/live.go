@@ -1,6 +1,6 @@
 // Package live reads, from the host, the confinement a running module's
 // process actually has (credentials, capabilities, no_new_privs, seccomp
-// mode, namespaces, rlimits, cgroup limits) and compares each with its
+// mode, namespaces, rlimits, cgroup limits, the mounts it sees) and compares each with its
 // Policy, one row per control. It reads /proc and /sys only; the seccomp
 // filters themselves are read and proven by audit/kernelfilter and audit.
 package live
@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -90,7 +91,103 @@ func Inspect(pid int, p *policy.Policy, proc, cgroupRoot string) ([]Row, error) 
 	}
 	add("cgroup memory bytes", strconv.FormatInt(p.Cgroup.MemoryBytes.Value, 10), mem)
 	add("cgroup pids", strconv.FormatInt(p.Cgroup.Pids.Value, 10), pids)
+	seen, err := mounts(filepath.Join(dir, "mountinfo"))
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range p.Mounts {
+		want := "rw"
+		if slices.Contains(m.Options, "ro") {
+			want = "ro"
+		}
+		add("mount "+m.Destination, want, mountState(seen, m.Destination))
+	}
+	root := "rw"
+	if p.Process.ReadonlyRootfs.Enabled {
+		root = "ro"
+	}
+	add("mount / (the rootfs)", root, mountState(seen, "/"))
+	extra := "none"
+	if u := unexpected(seen, p); len(u) > 0 {
+		extra = strings.Join(u, " ")
+	}
+	add("mounts outside the policy", "none", extra)
 	return rows, nil
+}
+
+// mounts reads a mountinfo file: mount point -> "ro" or "rw" for the last
+// mount on each point (the one the process sees).
+func mounts(path string) (map[string]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 {
+			continue
+		}
+		state := "rw"
+		if slices.Contains(strings.Split(f[5], ","), "ro") {
+			state = "ro"
+		}
+		out[unescapeMountinfo(f[4])] = state
+	}
+	return out, nil
+}
+
+// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func mountState(seen map[string]string, dest string) string {
+	if st, ok := seen[dest]; ok {
+		return st
+	}
+	return "absent"
+}
+
+// unexpected lists the mount points the process sees that the policy does
+// not name: not a mount, a masked or a read-only path, a device node, nor
+// the root.
+func unexpected(seen map[string]string, p *policy.Policy) []string {
+	named := map[string]bool{"/": true}
+	for _, d := range policy.DeviceNodes() {
+		named[d] = true
+	}
+	for _, m := range p.Mounts {
+		named[m.Destination] = true
+	}
+	for _, m := range p.Process.MaskedPaths {
+		named[m.Path] = true
+	}
+	for _, m := range p.Process.ReadonlyPaths {
+		named[m.Path] = true
+	}
+	var out []string
+	for point := range seen {
+		if !named[point] {
+			out = append(out, point)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // fields reads a "Key<sep> value" file.
