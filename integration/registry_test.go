@@ -289,5 +289,28 @@ func TestRootRegistryInstallByNameLoadsInDependencyOrder(t *testing.T) {
 		if n := len(d.loadedOrder()); n != loadedBefore+3 {
 			t.Errorf("the daemon loaded something after the failed install: %v", d.loadedOrder()[loadedBefore:])
 		}
+
+		// The registry's bytes back: the same upgrade now installs, and the
+		// daemon restarts base and app into 1.1.0 (a load of a loaded
+		// module would keep 1.0.0 running).
+		b[len(b)/2] ^= 0xff
+		os.WriteFile(blob, b, 0o644)
+		r = runCLI(t, d.bin, "--admin-socket", d.client.Socket, "install", "reg-app@1.1.0", "--node-config", nodeConfig, "--yes")
+		if r.code != 0 || !strings.Contains(r.stdout, "upgrade   reg-base 1.1.0 (from 1.0.0)") || !strings.Contains(r.stdout, "upgrade   reg-app 1.1.0 (from 1.0.0)") {
+			t.Fatalf("install reg-app@1.1.0 with the blob restored: %+v", r)
+		}
+		d.waitFor("reg-base and reg-app 1.1.0 running", func(m []admin.ModuleInfo) bool {
+			return state(m, "reg-base").Version == "1.1.0" && state(m, "reg-base").State == "running" &&
+				state(m, "reg-app").Version == "1.1.0" && state(m, "reg-app").State == "running" && state(m, "reg-mid").State == "running"
+		})
+		ps := d.psJSON()
+		if ps["reg-base"].Pid == psBefore["reg-base"].Pid || ps["reg-app"].Pid == psBefore["reg-app"].Pid {
+			t.Errorf("upgraded modules kept their processes: before %+v, after %+v", psBefore, ps)
+		}
+		for _, n := range []string{"reg-base", "reg-app"} {
+			if l := runCLI(t, d.bin, "--admin-socket", d.client.Socket, "logs", n); !strings.Contains(l.stdout, "running "+n+" 1.1.0") {
+				t.Errorf("logs %s after the upgrade: %+v", n, l)
+			}
+		}
 	})
 }

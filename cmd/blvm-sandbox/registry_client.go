@@ -316,13 +316,17 @@ func registerWithDaemon(staged []client.Staged, socket string, stdout, stderr io
 	defer cancel()
 	ac := &admin.Client{Socket: socket}
 	for _, s := range staged {
-		_, err := ac.Load(ctx, s.Entry.Name)
+		// A load of a module already loaded is a no-op: an upgrade (or a
+		// reinstall) restarts it into the new files, and what requires it.
+		var err error
+		if s.Installed != "" {
+			_, err = ac.Restart(ctx, s.Entry.Name)
+		} else {
+			_, err = ac.Load(ctx, s.Entry.Name)
+		}
 		if errors.Is(err, admin.ErrUnreachable) {
 			fmt.Fprintf(stdout, "no daemon at %s: the modules load when it starts\n", socket)
 			return
-		}
-		if err != nil && s.Installed != "" {
-			_, err = ac.Restart(ctx, s.Entry.Name)
 		}
 		if err != nil {
 			fmt.Fprintf(stderr, "warning: daemon: load %s: %v (run 'blvm-sandbox reload')\n", s.Entry.Name, err)
