@@ -10,7 +10,9 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/blvm/blvm-sandbox/registry/market"
 	"github.com/blvm/blvm-sandbox/registry/server"
+	"github.com/blvm/blvm-sandbox/verify"
 )
 
 // probeRelease writes probe at version with caps into a dir of its own,
@@ -139,5 +141,53 @@ func TestInstallPlanShowsCapabilitiesAboveTheCeiling(t *testing.T) {
 	os.WriteFile(nodeConfig, append(cfg, "[modules.probe]\nallow = [\"governance_vote\"]\n"...), 0o644)
 	if out, errOut, code = cli(t, "install", "probe", "--node-config", nodeConfig, "--dry-run"); code != 0 || strings.Contains(out, "ABOVE") {
 		t.Fatalf("with the allow: exit %d %s %s", code, out, errOut)
+	}
+}
+
+// TestPaymentSignatureCheckedByVerifyAndPublish: a paid module whose
+// payment_signature is not the author's over its terms fails `verify`
+// (a payment FAIL line) and `registry publish`; signed by the key of
+// author_payment_code, both accept it.
+func TestPaymentSignatureCheckedByVerifyAndPublish(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the store is root-owned: run as root")
+	}
+	base, reg, nodeConfig, _, _ := registryNode(t, "")
+	author, _ := verify.GenerateKey()
+	pc := market.PaymentCode(author.PubKey(), [32]byte{9})
+	terms := market.Terms{Module: "probe", Version: "2.0.0", Required: true, PriceSats: 500, AuthorPaymentCode: pc, CommonsPaymentCode: pc}
+	td, _ := terms.Digest()
+	other, _ := verify.GenerateKey()
+	for _, tc := range []struct {
+		name, sig string
+		ok        bool
+	}{
+		{"another key's signature", verify.SignDigest(other, td), false},
+		{"the author's signature", verify.SignDigest(author, td), true},
+	} {
+		dir := filepath.Join(base, "paid-"+strings.ReplaceAll(tc.name, " ", "-"))
+		os.MkdirAll(dir, 0o755)
+		m := fmt.Sprintf("name = \"probe\"\nversion = \"2.0.0\"\nentry_point = \"probe\"\ncapabilities = [\"read_blockchain\"]\n[payment]\nrequired = true\nprice_sats = 500\nauthor_payment_code = %q\ncommons_payment_code = %q\npayment_signature = %q\n", pc, pc, tc.sig)
+		os.WriteFile(filepath.Join(dir, "module.toml"), []byte(m), 0o644)
+		os.WriteFile(filepath.Join(dir, "probe"), []byte("#!/bin/true\npaid\n"), 0o755)
+		for _, k := range []string{"alice", "bob"} {
+			if _, errOut, code := cli(t, "sign", "--key", filepath.Join(base, k+".key"), "--binary", filepath.Join(dir, "probe"), "--threshold", "2-of-3", dir); code != 0 {
+				t.Fatalf("sign: %s", errOut)
+			}
+		}
+		out, errOut, code := cli(t, "verify", "--node-config", nodeConfig, dir)
+		_, pubErr, pubCode := cli(t, "registry", "publish", reg, dir)
+		if tc.ok {
+			if code != 0 || !strings.Contains(out, "ok  payment") || pubCode != 0 {
+				t.Errorf("%s: verify exit %d\n%s%s\npublish exit %d %s", tc.name, code, out, errOut, pubCode, pubErr)
+			}
+			continue
+		}
+		if code != 1 || !strings.Contains(out, "FAIL  payment") || !strings.Contains(out, "not a valid signature over the payment terms by the key of author_payment_code") {
+			t.Errorf("%s: verify exit %d, want 1 with a payment FAIL:\n%s%s", tc.name, code, out, errOut)
+		}
+		if pubCode == 0 || !strings.Contains(pubErr, "payment_signature") {
+			t.Errorf("%s: publish exit %d %s, want a refusal naming payment_signature", tc.name, pubCode, pubErr)
+		}
 	}
 }
