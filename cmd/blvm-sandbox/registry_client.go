@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -33,6 +34,7 @@ type registryFlags struct {
 	downgrade    bool
 	receipts     []string
 	nodeID       string
+	named        bool // update: the modules were named on the command line
 }
 
 func (f *registryFlags) add(cmd *cobra.Command, install bool) {
@@ -192,6 +194,12 @@ func isRegistryName(arg string) bool {
 // installFromRegistry is `install NAME[@C]...`: resolve from one snapshot,
 // download and verify everything, print the plan, then commit.
 func installFromRegistry(args []string, f *registryFlags, stdout, stderr io.Writer, socket string) error {
+	return installOrUpdate(args, f, stdout, stderr, socket, false)
+}
+
+// installOrUpdate is install NAME..., or with update, `update`: a module
+// already at its newest compatible version is left alone.
+func installOrUpdate(args []string, f *registryFlags, stdout, stderr io.Writer, socket string, update bool) error {
 	var reqs []client.Request
 	for _, a := range args {
 		r, err := client.ParseRequest(a)
@@ -204,9 +212,27 @@ func installFromRegistry(args []string, f *registryFlags, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
-	plan, err := c.Resolve(cfg, reqs, client.ResolveOptions{AllowYanked: f.allowYanked, WithOptional: f.withOptional})
+	if update {
+		// Modules the registry does not carry (installed from a dir) are
+		// not its to update, unless named.
+		var kept []client.Request
+		for _, r := range reqs {
+			if _, err := c.Latest(cfg, r.Name); err == nil || f.named {
+				kept = append(kept, r)
+			}
+		}
+		reqs = kept
+	}
+	plan, err := c.Resolve(cfg, reqs, client.ResolveOptions{AllowYanked: f.allowYanked, WithOptional: f.withOptional, OnlyNewer: update})
 	if err != nil {
 		return refused(fmt.Errorf("install: %w", err))
+	}
+	if len(plan) == 0 {
+		if f.jsonOut {
+			return printJSON(stdout, map[string]any{"snapshot": c.Snapshot, "offline": c.Offline, "plan": []any{}})
+		}
+		fmt.Fprintf(stdout, "nothing to update: every module is at its newest compatible version (registry snapshot %d)\n", c.Snapshot)
+		return nil
 	}
 	host, err := runtime.DetectHost("/sys/fs/cgroup", cfg.Paths.Root)
 	if err != nil {
@@ -219,6 +245,13 @@ func installFromRegistry(args []string, f *registryFlags, stdout, stderr io.Writ
 	staged, err := c.Stage(plan, cfg, host, f.downgrade, progress)
 	if progress != nil {
 		fmt.Fprintln(stderr)
+	}
+	var ce *client.CeilingError
+	if errors.As(err, &ce) {
+		// The whole plan, the refused capabilities marked, then the refusal.
+		printPlan(stdout, ce.Staged, c, f.jsonOut)
+		client.Cleanup(ce.Staged)
+		return refused(fmt.Errorf("install: %w", err))
 	}
 	if err != nil {
 		return refused(fmt.Errorf("install: %w", err))
@@ -262,11 +295,27 @@ func printPlan(w io.Writer, staged []client.Staged, c *client.Client, asJSON boo
 		Reason       string   `json:"reason"`
 		Capabilities []string `json:"capabilities"`
 		PriceSats    int64    `json:"price_sats"`
+		AboveCeiling []above  `json:"above_ceiling"`
 	}
 	var rows []row
 	for _, s := range staged {
 		r := row{Action: "install", Name: s.Entry.Name, Version: s.Entry.Version, Reason: s.Reason,
-			Capabilities: s.Prepared.Capabilities.Names(), PriceSats: s.Entry.PriceSats}
+			PriceSats: s.Entry.PriceSats, AboveCeiling: []above{}}
+		if s.Prepared != nil {
+			r.Capabilities = s.Prepared.Capabilities.Names()
+		}
+		for _, ref := range s.AboveCeiling {
+			r.AboveCeiling = append(r.AboveCeiling, above{ref.Capability.Name, ref.Why, ref.Allow})
+		}
+		if s.Prepared == nil {
+			// Refused: what it would be granted is what the ceiling admits.
+			for _, c := range s.Entry.Capabilities {
+				if !slices.ContainsFunc(r.AboveCeiling, func(a above) bool { return a.Capability == c }) {
+					r.Capabilities = append(r.Capabilities, c)
+				}
+			}
+			slices.Sort(r.Capabilities)
+		}
 		if s.Installed != "" {
 			r.Action, r.From = "upgrade", s.Installed
 			if s.Installed == s.Entry.Version {
@@ -289,12 +338,22 @@ func printPlan(w io.Writer, staged []client.Staged, c *client.Client, asJSON boo
 			from = " (from " + r.From + ")"
 		}
 		fmt.Fprintf(w, "  %-9s %s %s%s: %s; grants %s", r.Action, r.Name, r.Version, from, r.Reason, orNone(r.Capabilities))
+		for _, a := range r.AboveCeiling {
+			fmt.Fprintf(w, "; ABOVE THE CEILING: %s (%s; allow with %s)", a.Capability, a.Why, a.Allow)
+		}
 		if r.PriceSats > 0 {
 			sp := manifest.SplitPayment(r.PriceSats)
 			fmt.Fprintf(w, "; price %d sats (author %d, marketplace %d, node %d), receipt checked", r.PriceSats, sp.Author, sp.Marketplace, sp.Node)
 		}
 		fmt.Fprintln(w)
 	}
+}
+
+// above is a capability the operator's settings refuse, as the plan shows it.
+type above struct {
+	Capability string `json:"capability"`
+	Why        string `json:"why"`
+	Allow      string `json:"allow"`
 }
 
 func drawProgress(w io.Writer, name string, done, total int64) {
@@ -316,13 +375,17 @@ func registerWithDaemon(staged []client.Staged, socket string, stdout, stderr io
 	defer cancel()
 	ac := &admin.Client{Socket: socket}
 	for _, s := range staged {
-		_, err := ac.Load(ctx, s.Entry.Name)
+		// A load of a module already loaded is a no-op: an upgrade (or a
+		// reinstall) restarts it into the new files, and what requires it.
+		var err error
+		if s.Installed != "" {
+			_, err = ac.Restart(ctx, s.Entry.Name)
+		} else {
+			_, err = ac.Load(ctx, s.Entry.Name)
+		}
 		if errors.Is(err, admin.ErrUnreachable) {
 			fmt.Fprintf(stdout, "no daemon at %s: the modules load when it starts\n", socket)
 			return
-		}
-		if err != nil && s.Installed != "" {
-			_, err = ac.Restart(ctx, s.Entry.Name)
 		}
 		if err != nil {
 			fmt.Fprintf(stderr, "warning: daemon: load %s: %v (run 'blvm-sandbox reload')\n", s.Entry.Name, err)
@@ -398,6 +461,7 @@ func newUpdateCommand(stdout, stderr io.Writer) *cobra.Command {
 				return err
 			}
 			names := args
+			f.named = len(args) > 0
 			if len(names) == 0 {
 				for n := range installedModules(cfg) {
 					names = append(names, n)
@@ -408,7 +472,7 @@ func newUpdateCommand(stdout, stderr io.Writer) *cobra.Command {
 				return nil
 			}
 			socket, _ := cmd.Flags().GetString("admin-socket")
-			return installFromRegistry(names, &f, stdout, stderr, socket)
+			return installOrUpdate(names, &f, stdout, stderr, socket, true)
 		},
 	}
 	f.add(cmd, true)

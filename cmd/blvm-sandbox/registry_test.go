@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/btcsuite/btcd/address/v2/base58"
-
 	"github.com/blvm/blvm-sandbox/registry/market"
 	"github.com/blvm/blvm-sandbox/registry/server"
 	"github.com/blvm/blvm-sandbox/verify"
@@ -115,9 +113,12 @@ func TestPaidModuleNeedsReceipt(t *testing.T) {
 	dir, nodeConfig, root := signedModule(t)
 	base := filepath.Dir(dir)
 	src, _ := os.ReadFile(filepath.Join(dir, "module.toml"))
-	pc := base58.CheckEncode(make([]byte, 80), 0x47)
+	author, _ := verify.GenerateKey()
+	pc := market.PaymentCode(author.PubKey(), [32]byte{7})
+	terms := market.Terms{Module: "probe", Version: "1.0.0", Required: true, PriceSats: 1000, AuthorPaymentCode: pc, CommonsPaymentCode: pc}
+	td, _ := terms.Digest()
 	i := strings.Index(string(src), "[signatures]")
-	src = append([]byte(string(src[:i])+fmt.Sprintf("[payment]\nrequired = true\nprice_sats = 1000\nauthor_payment_code = %q\ncommons_payment_code = %q\npayment_signature = \"00\"\n\n", pc, pc)), src[i:]...)
+	src = append([]byte(string(src[:i])+fmt.Sprintf("[payment]\nrequired = true\nprice_sats = 1000\nauthor_payment_code = %q\ncommons_payment_code = %q\npayment_signature = %q\n\n", pc, pc, verify.SignDigest(author, td))), src[i:]...)
 	os.WriteFile(filepath.Join(dir, "module.toml"), src, 0o644)
 	for _, name := range []string{"alice", "bob"} {
 		if _, errOut, code := cli(t, "sign", "--key", filepath.Join(base, name+".key"), "--threshold", "2-of-3", dir); code != 0 {

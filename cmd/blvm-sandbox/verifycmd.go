@@ -14,6 +14,7 @@ import (
 	"github.com/blvm/blvm-sandbox/internal/termesc"
 	"github.com/blvm/blvm-sandbox/loader"
 	"github.com/blvm/blvm-sandbox/manifest"
+	"github.com/blvm/blvm-sandbox/registry/market"
 	"github.com/blvm/blvm-sandbox/verify"
 )
 
@@ -87,6 +88,14 @@ func runVerify(out io.Writer, f *verifyFlags, dir string) error {
 		failed++
 	} else {
 		line(true, "capabilities", fmt.Sprintf("granted %s (ceiling %s)", orNone(set.Names()), cfg.Capabilities.MaxTier))
+	}
+	if m.Payment != nil && m.Payment.Required {
+		if err := market.CheckPaymentSignature(m); err != nil {
+			line(false, "payment", err.Error())
+			failed++
+		} else {
+			line(true, "payment", fmt.Sprintf("payment_signature by the key of author_payment_code over %s %s at %d sats", m.Name, m.Version, m.Payment.PriceSats))
+		}
 	}
 	// As at load, a key the schema does not name is a warning, not a FAIL.
 	for _, w := range loader.SchemaWarnings(m, cfg, cfg.ModuleSettings(m.Name).Config) {

@@ -148,7 +148,7 @@ func Open(opt Options) (*Client, error) {
 	if opt.MaxStaleness == 0 {
 		opt.MaxStaleness = 7 * 24 * time.Hour
 	}
-	c := &Client{opt: opt, fetch: &fetcher{http: newHTTPClient(opt.Timeout)}}
+	c := &Client{opt: opt, fetch: &fetcher{http: newHTTPClient(opt.Timeout), cacheDir: opt.CacheDir}}
 	pinned, err := os.ReadFile(opt.RootFile)
 	if err != nil {
 		return nil, fmt.Errorf("registry root: %w", err)
@@ -158,6 +158,7 @@ func Open(opt Options) (*Client, error) {
 	if st.PinnedRoot != hex.EncodeToString(sum[:]) {
 		// Another pinned root: nothing cached under the old one is trusted.
 		os.RemoveAll(c.metaDir())
+		os.Remove(c.fetch.validatorPath())
 		st = state{PinnedRoot: hex.EncodeToString(sum[:])}
 	}
 	if err := os.MkdirAll(c.metaDir(), 0o700); err != nil {
@@ -248,5 +249,8 @@ func (c *Client) writeState(st state) {
 // Requests and Bytes count what this client fetched.
 func (c *Client) Requests() int64 { return c.fetch.requests.Load() }
 func (c *Client) Bytes() int64    { return c.fetch.bytes.Load() }
+
+// NotModified counts the conditional requests answered 304.
+func (c *Client) NotModified() int64 { return c.fetch.notModified.Load() }
 
 var _ http.RoundTripper = (*http.Transport)(nil)

@@ -18,9 +18,11 @@ import (
 // never more than the length the caller allows: go-tuf passes each role's
 // bound, blobs pass their signed size. It implements go-tuf's Fetcher.
 type fetcher struct {
-	http     *http.Client
-	requests atomic.Int64
-	bytes    atomic.Int64
+	http        *http.Client
+	cacheDir    string // where the timestamp's validator and cached copy are; "" for none
+	requests    atomic.Int64
+	bytes       atomic.Int64
+	notModified atomic.Int64 // 304s answered from the cache
 }
 
 // DefaultTimeout bounds one request from dial to the last byte.
@@ -42,12 +44,44 @@ func newHTTPClient(timeout time.Duration) *http.Client {
 }
 
 func (f *fetcher) DownloadFile(u string, maxLength int64, _ time.Duration) ([]byte, error) {
+	if pu, err := url.Parse(u); err == nil && pu.Scheme != "file" && isTimestampURL(u) {
+		return f.downloadTimestamp(u, maxLength)
+	}
 	rc, _, err := f.open(u, maxLength, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
 	return readBounded(rc, u, maxLength)
+}
+
+// downloadTimestamp is a conditional GET: a 304 returns the cached bytes.
+func (f *fetcher) downloadTimestamp(u string, maxLength int64) ([]byte, error) {
+	f.requests.Add(1)
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	cached := f.conditional(req)
+	resp, err := f.http.Do(req)
+	if err != nil {
+		return nil, &metadata.ErrDownload{Msg: err.Error()}
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusNotModified && cached != nil && int64(len(cached)) <= maxLength:
+		f.notModified.Add(1)
+		return cached, nil
+	case resp.StatusCode != http.StatusOK:
+		return nil, &metadata.ErrDownloadHTTP{StatusCode: resp.StatusCode, URL: u}
+	case resp.ContentLength > maxLength:
+		return nil, &metadata.ErrDownloadLengthMismatch{Msg: fmt.Sprintf("%s: Content-Length %d, more than the %d bytes allowed", u, resp.ContentLength, maxLength)}
+	}
+	data, err := readBounded(countingReader{resp.Body, &f.bytes}, u, maxLength)
+	if err == nil {
+		f.remember(u, resp.Header, data)
+	}
+	return data, err
 }
 
 func readBounded(r io.Reader, u string, maxLength int64) ([]byte, error) {

@@ -11,9 +11,11 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/blvm/blvm-sandbox/capabilities"
 	"github.com/blvm/blvm-sandbox/internal/atomicfile"
 	"github.com/blvm/blvm-sandbox/loader"
 	"github.com/blvm/blvm-sandbox/manifest"
@@ -96,13 +98,14 @@ func (c *Client) Blob(hexDigest string, size int64, progress func(done, total in
 		os.Remove(part)
 		return "", fmt.Errorf("download %s: hash: got sha256:%s (%d bytes), the signed index pins sha256:%s (%d bytes)", u, got, have, hexDigest, size)
 	}
-	if err := f.Sync(); err != nil {
-		return "", err
-	}
+	// No fsync: the cache is not trusted across a crash. Every use hashes
+	// the blob again (hashIs above, then loader.Prepare seals and hashes
+	// the binary), so a blob torn by a crash is downloaded again; the
+	// files installed into the modules dir are fsynced by Commit.
 	if err := os.Rename(part, final); err != nil {
 		return "", err
 	}
-	return final, atomicfile.SyncDir(dir)
+	return final, nil
 }
 
 type progressWriter struct {
@@ -135,7 +138,27 @@ func hashIs(path, hexDigest string, size int64) (bool, string) {
 type Staged struct {
 	Step
 	Dir      string
-	Prepared *loader.Prepared
+	Prepared *loader.Prepared // nil when AboveCeiling is not empty
+	// AboveCeiling are the capabilities the operator's settings refuse
+	// (above [capabilities] max_tier, or denied), each with what would
+	// allow it: shown in the plan, and the install refused.
+	AboveCeiling []capabilities.Refusal
+}
+
+// CeilingError refuses a plan in which some module asks for capabilities
+// the operator's settings refuse. Staged is the whole plan, for showing.
+type CeilingError struct {
+	Staged []Staged
+}
+
+func (e *CeilingError) Error() string {
+	var parts []string
+	for _, s := range e.Staged {
+		for _, r := range s.AboveCeiling {
+			parts = append(parts, fmt.Sprintf("%s %s: %s: %s (allow with %s)", s.Entry.Name, s.Entry.Version, r.Capability.Name, r.Why, r.Allow))
+		}
+	}
+	return "capabilities above the operator's ceiling: " + strings.Join(parts, "; ")
 }
 
 // Stage downloads every module of the plan into the cache, builds a module
@@ -143,12 +166,23 @@ type Staged struct {
 // length and hash, its values against the entry, then the maintainers'
 // threshold, expiry, node version, rollback, config and hash through
 // loader.Prepare under the operator's config. Nothing is installed.
-func (c *Client) Stage(plan []Step, cfg *nodeconfig.Config, host policy.Host, allowDowngrade bool, progress func(name string, done, total int64)) ([]Staged, error) {
+func (c *Client) Stage(plan []Step, cfg *nodeconfig.Config, host policy.Host, allowDowngrade bool, progress func(name string, done, total int64)) (_ []Staged, err error) {
 	stageRoot := filepath.Join(c.opt.CacheDir, "stage")
 	if err := os.MkdirAll(stageRoot, 0o700); err != nil {
 		return nil, err
 	}
+	cat, err := capabilities.Default()
+	if err != nil {
+		return nil, err
+	}
 	var out []Staged
+	defer func() {
+		var ce *CeilingError
+		if err != nil && !errors.As(err, &ce) {
+			Cleanup(out) // nothing staged outlives a refusal
+		}
+	}()
+	ceiling := false
 	for _, s := range plan {
 		e := s.Entry
 		label := e.Name + " " + e.Version
@@ -214,13 +248,24 @@ func (c *Client) Stage(plan []Step, cfg *nodeconfig.Config, host policy.Host, al
 			os.RemoveAll(dir)
 			return nil, fmt.Errorf("%s: stage: %w", label, err)
 		}
-		prep, err := loader.Prepare(dir, cfg, loader.Options{Root: cfg.Paths.Root, Host: host, AllowDowngrade: allowDowngrade})
+		// The ceiling before the rest of the checks, for every module, so
+		// that the plan shows all it refuses at once. A refused module is
+		// not prepared, so nothing of it can be committed.
+		if _, refusals, rerr := cat.ResolveAsRequested(m, cfg); rerr == nil && len(refusals) > 0 {
+			ceiling = true
+			out = append(out, Staged{Step: s, Dir: dir, AboveCeiling: refusals})
+			continue
+		}
+		prep, err := loader.Prepare(dir, cfg, loader.Options{Root: cfg.Paths.Root, Host: host, AllowDowngrade: allowDowngrade, Catalog: cat})
 		if err != nil {
 			os.RemoveAll(dir)
 			return nil, fmt.Errorf("%s: %w", label, err)
 		}
 		c.rememberVerified(e, cfg)
 		out = append(out, Staged{Step: s, Dir: dir, Prepared: prep})
+	}
+	if ceiling {
+		return out, &CeilingError{Staged: out}
 	}
 	return out, nil
 }

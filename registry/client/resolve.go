@@ -46,6 +46,9 @@ type Step struct {
 type ResolveOptions struct {
 	AllowYanked  bool // a yanked version may be named exactly
 	WithOptional bool // install optional dependencies too
+	// OnlyNewer (update) leaves out a requested module whose installed
+	// version is already the newest the snapshot offers it: no reinstall.
+	OnlyNewer bool
 }
 
 // installedVersion is the version in modulesDir/<name>, "" when none.
@@ -159,6 +162,13 @@ func (c *Client) Resolve(cfg *nodeconfig.Config, reqs []Request, opt ResolveOpti
 				return fmt.Errorf("%s: %w", reason, err)
 			}
 			return err
+		}
+		if requested && opt.OnlyNewer && inst != "" {
+			iv, _ := manifest.ParseVersion(inst)
+			pv, _ := manifest.ParseVersion(e.Version)
+			if iv != nil && pv != nil && !pv.GreaterThan(iv) {
+				return nil // current
+			}
 		}
 		visiting[name] = true
 		deps := e.Dependencies

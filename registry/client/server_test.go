@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/blvm/blvm-sandbox/registry/layout"
 )
@@ -97,20 +98,37 @@ func TestDownloadResumesWithRange(t *testing.T) {
 	}
 }
 
-// A refresh with nothing changed: the root probe (404) and the timestamp;
-// snapshot and targets come from the cache.
+// A refresh with nothing changed: the root probe (404, which the TUF
+// spec requires first) and one conditional GET of the timestamp answered
+// 304 with no body; snapshot and targets come from the cache. A change is
+// fetched; a 304 for a timestamp that has since expired is a freeze.
 func TestRefreshWhenNothingChanged(t *testing.T) {
 	w := newWorld(t)
 	w.publish("base", "1.0.0", nil)
-	if _, err := w.open(); err != nil {
+	first, err := w.open()
+	if err != nil {
 		t.Fatal(err)
 	}
 	c, err := w.open()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Requests() != 2 {
-		t.Fatalf("%d requests, want 2 (next root, timestamp)", c.Requests())
+	ts := int64(len(w.read("timestamp.json")))
+	if c.Requests() != 2 || c.NotModified() != 1 || c.Bytes() >= ts {
+		t.Fatalf("%d requests, %d answered 304, %d bytes; want 2 (next root, timestamp), the timestamp 304, fewer than its %d bytes", c.Requests(), c.NotModified(), c.Bytes(), ts)
 	}
-	t.Logf("refresh with nothing changed: %d requests, %d bytes", c.Requests(), c.Bytes())
+	t.Logf("refresh with nothing changed: %d requests (%d of them 304), %d bytes; the first refresh: %d requests, %d bytes", c.Requests(), c.NotModified(), c.Bytes(), first.Requests(), first.Bytes())
+
+	w.publish("mid", "1.0.0", nil)
+	c, err = w.open()
+	if err != nil || c.NotModified() != 0 || len(c.Entries) != 2 || c.Snapshot == first.Snapshot {
+		t.Fatalf("after a publish: %v, %d 304s, %d entries, snapshot %d (was %d)", err, c.NotModified(), len(c.Entries), c.Snapshot, first.Snapshot)
+	}
+
+	// Nothing published for two days: the server still answers 304 for
+	// the cached timestamp, which expired meanwhile.
+	opt := w.options(w.srv.URL)
+	opt.Now = func() time.Time { return time.Now().Add(48 * time.Hour) }
+	_, err = Open(opt)
+	refreshCheck(t, err, "freeze")
 }

@@ -88,10 +88,8 @@ func Check(r Receipt, m *manifest.Manifest, nodeID, marketKey string) error {
 	if m.Payment == nil || !m.Payment.Required {
 		return nil
 	}
-	for _, pc := range []struct{ f, v string }{{"payment.author_payment_code", m.Payment.AuthorPaymentCode}, {"payment.commons_payment_code", m.Payment.CommonsPaymentCode}} {
-		if err := ValidatePaymentCode(pc.f, pc.v); err != nil {
-			return fmt.Errorf("%s %s: %w", m.Name, m.Version, err)
-		}
+	if err := CheckPaymentSignature(m); err != nil {
+		return err
 	}
 	if marketKey == "" {
 		return fmt.Errorf("%s %s is paid: pin the marketplace's key in [registry] marketplace_key", m.Name, m.Version)

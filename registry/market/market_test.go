@@ -34,8 +34,7 @@ func TestPaymentCodes(t *testing.T) {
 func TestReceipt(t *testing.T) {
 	key, _ := verify.GenerateKey()
 	pub := hex.EncodeToString(key.PubKey().SerializeCompressed())
-	m := &manifest.Manifest{Name: "paid", Version: "1.2.0", Payment: &manifest.Payment{
-		Required: true, PriceSats: 1001, AuthorPaymentCode: code(0x47, 80), CommonsPaymentCode: code(0x47, 80)}}
+	m := paidManifest(t)
 	s := manifest.SplitPayment(1001)
 	r := Receipt{Module: "paid", Versions: "^1.0.0", NodeID: "node-a", AmountSats: 1001, Split: Split{s.Author, s.Marketplace, s.Node}}
 	d, _ := r.Digest()

@@ -113,12 +113,10 @@ func (r *Repo) Publish(moduleDir string) (layout.Entry, error) {
 	// Keys the manifest adds join the pinned set: the old threshold has
 	// just been met, which is what a key change needs.
 	pin = union(pin, declared)
-	if m.Payment != nil && m.Payment.Required {
-		for _, pc := range []struct{ f, v string }{{"payment.author_payment_code", m.Payment.AuthorPaymentCode}, {"payment.commons_payment_code", m.Payment.CommonsPaymentCode}} {
-			if err := market.ValidatePaymentCode(pc.f, pc.v); err != nil {
-				return e, fmt.Errorf("publish %s %s: %w", m.Name, m.Version, err)
-			}
-		}
+	// A paid module: both payment codes BIP47, and the author's
+	// payment_signature over the terms by the key of author_payment_code.
+	if err := market.CheckPaymentSignature(m); err != nil {
+		return e, fmt.Errorf("publish: %w", err)
 	}
 	binPath := filepath.Join(moduleDir, m.EntryPoint)
 	bin, err := readPinned(binPath, m.Binary.Hash, m.Binary.Size)
