@@ -97,7 +97,8 @@ bench: build bench-deps
 	  $(GOTEST_STATIC) -run '^$$' -bench '^Benchmark(ColdStart|StartPrepared|Peer(PlainExec|Bwrap|Runc|Crun|CrunStart|CrunWrapper)|Restart|RestartAfterBackoff)$$' -benchtime 20x -count $(BENCHCOUNT) ./bench/ && \
 	  $(GOTEST_STATIC) -run '^$$' -bench '^Benchmark(IdleModules|LoadChain100|PeerCrunChain100)$$' -benchtime 1x -count $(SLOWCOUNT) -timeout 30m ./bench/ && \
 	  BIN=$(BIN) ./scripts/bench-cli.sh && \
-	  COUNT=$(BENCHCOUNT) ./scripts/bench-backend.sh ; \
+	  COUNT=$(BENCHCOUNT) ./scripts/bench-backend.sh && \
+	  BIN=$(BIN) COUNT=$(BENCHCOUNT) ./scripts/bench-registry.sh ; \
 	} | tee $(BIN)/bench.txt
 	$(GO) run ./bench/benchtable -title "blvm-sandbox benchmarks" \
 	  -pair BenchmarkSeal256MiB=BenchmarkPeerSha256sum256MiB \
@@ -112,6 +113,8 @@ bench: build bench-deps
 	  -pair BenchmarkRestart=BenchmarkPeerCrun \
 	  -pair BenchmarkRestartAfterBackoff=BenchmarkPeerPlainExec \
 	  -pair BenchmarkCLIRun=BenchmarkPeerCrunRunMinimal \
+	  -pair BenchmarkBlobDownload/client=BenchmarkBlobDownload/curl \
+	  -pair BenchmarkBlobDownload/client=BenchmarkBlobDownload/curl-sha256-sync \
 	  -pair BenchmarkBlockEventLatency/driver_p50=BenchmarkBlockEventLatency/rpcclient_p50 \
 	  -pair BenchmarkBlockEventLatency/driver_p99=BenchmarkBlockEventLatency/rpcclient_p99 \
 	  -pair BenchmarkBlockByHeight/driver=BenchmarkBlockByHeight/rpcclient \

@@ -171,6 +171,9 @@ say "blvm-sandbox cli governance-voter status"
 say "a call the block-logger is not allowed to make, refused by the hub:"
 "$CLI" logs block-logger 2>/dev/null | grep "refused as expected\|PERMISSION_DENIED" | head -3 || true
 
+# The registry path: publish the examples to a local registry, install from it.
+BIN="$BIN" DEMO="$DEMO" ./scripts/demo-registry.sh
+
 if [ "$RUN_SECONDS" -gt 0 ]; then
   say "running for $RUN_SECONDS s more (RUN_SECONDS)"
   sleep "$RUN_SECONDS"
