@@ -504,14 +504,16 @@ func (m *module) acceptLoop() {
 		}
 		if uid, err := peerUID(nc); err != nil || (uid != m.spec.PeerUID && uid != m.h.selfUID) {
 			// The socket is the module's identity; only its uid (and the
-			// hub's own, for the runtime's checks) may speak on it.
-			_ = nc.Close()
+			// hub's own, for the runtime's checks) may speak on it. Counted
+			// and logged before the close, so that whoever sees the close
+			// also finds the refusal recorded.
 			m.stats.peerRefused.Add(1)
 			if err != nil {
 				m.log.warn("hub: cannot read the peer's credentials; connection refused", slog.String("err", err.Error()))
 			} else {
 				m.log.warn("hub: connection from another uid refused", slog.Int("uid", uid), slog.Int("want", m.spec.PeerUID))
 			}
+			_ = nc.Close()
 			continue
 		}
 		m.stats.connections.Add(1)
