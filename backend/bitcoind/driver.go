@@ -322,38 +322,18 @@ func (d *Driver) syncLoop() {
 func (d *Driver) syncOnce(tracker *chainsync.Tracker, pool *chainsync.Mempool, full bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*d.cfg.CallTimeout)
 	defer cancel()
-	n, err := tracker.Reconcile(ctx, source{d}, d.events.Publish)
+	err := chainsync.Pass{
+		Tracker: tracker, Mempool: pool, Source: source{d}, Txs: d.txs, Overflow: &d.overflow,
+		List: d.MempoolTxids, Emit: d.events.Publish,
+	}.Run(ctx, full)
+	// The tip is what the subscribers were told, even when the pass failed
+	// after it: Reconcile publishes nothing it has not recorded.
 	if h, ht, ok := tracker.Tip(); ok {
 		d.toldMu.Lock()
 		d.toldHash, d.toldH = h, ht
 		d.toldMu.Unlock()
 	}
-	if err != nil {
-		return err
-	}
-	var pend []chainhash.Hash
-drain:
-	for {
-		select {
-		case h := <-d.txs:
-			pend = append(pend, h)
-		default:
-			break drain
-		}
-	}
-	if n > 0 || full || d.overflow.Swap(false) {
-		ids, err := d.MempoolTxids(ctx)
-		if err != nil {
-			d.overflow.Store(true)
-			return err
-		}
-		pool.Sync(ids, d.events.Publish)
-		return nil
-	}
-	for _, h := range pend {
-		pool.Add(h, d.events.Publish)
-	}
-	return nil
+	return err
 }
 
 // source is the driver as chainsync reads it.
