@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
 
+	"github.com/blvm/blvm-sandbox/internal/atomicfile"
 	"github.com/blvm/blvm-sandbox/loader"
 	"github.com/blvm/blvm-sandbox/manifest"
 	"github.com/blvm/blvm-sandbox/nodeconfig"
@@ -51,7 +51,7 @@ func Install(src string, cfg *nodeconfig.Config, host policy.Host, allowDowngrad
 	// parsed, config.toml as hashed against [config], the binary from the
 	// sealed store entry.
 	write := func(name string, data []byte) error {
-		return writeNew(filepath.Join(tmp, name), bytes.NewReader(data), 0o644)
+		return atomicfile.WriteNew(filepath.Join(tmp, name), bytes.NewReader(data), 0o644)
 	}
 	err = write(manifest.FileName, prep.ManifestSource)
 	if err == nil && prep.Verified.Config != nil {
@@ -80,23 +80,6 @@ func Install(src string, cfg *nodeconfig.Config, host policy.Host, allowDowngrad
 	return prep, dst, nil
 }
 
-// writeNew creates path (it must not exist) with what r holds, durably.
-func writeNew(path string, r io.Reader, mode os.FileMode) error {
-	out, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, r); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
-}
-
 // copyRegular copies a regular file, refusing symlinks at the source.
 func copyRegular(from, to string, mode os.FileMode) error {
 	in, err := os.OpenFile(from, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
@@ -111,5 +94,5 @@ func copyRegular(from, to string, mode os.FileMode) error {
 	if !st.Mode().IsRegular() {
 		return fmt.Errorf("%s: not a regular file", from)
 	}
-	return writeNew(to, in, mode)
+	return atomicfile.WriteNew(to, in, mode)
 }

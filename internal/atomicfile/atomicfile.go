@@ -1,13 +1,32 @@
 // Package atomicfile replaces small state files so that a crash leaves the
-// old file or the new one, never a torn one.
+// old file or the new one, never a torn one, and creates new files durably.
 package atomicfile
 
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
+
+// WriteNew creates path, which must not exist, with what r holds, and
+// fsyncs it before it returns. The mode is subject to the umask.
+func WriteNew(path string, r io.Reader, mode os.FileMode) error {
+	out, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, r); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
 
 // WriteFile writes data to path through a temporary file in the same
 // directory: write, chmod, fsync, rename, then fsync of the directory.

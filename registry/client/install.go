@@ -363,24 +363,12 @@ func (c *Client) Commit(staged []Staged, cfg *nodeconfig.Config) error {
 	return nil
 }
 
+// writeFile creates path with exactly mode, whatever the umask.
 func writeFile(path string, r io.Reader, mode os.FileMode) error {
-	out, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
-	if err != nil {
+	if err := atomicfile.WriteNew(path, r, mode); err != nil {
 		return err
 	}
-	if _, err := io.Copy(out, r); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Chmod(mode); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
+	return os.Chmod(path, mode)
 }
 
 func copyFile(from, to string, mode os.FileMode) error {
