@@ -22,7 +22,6 @@ import (
 // namespace, unmounts the unified hierarchy there, and forks every crun
 // command: a child inherits its forking thread's mount namespace. The
 // thread is never unlocked, so Go discards it when the goroutine ends.
-
 //
 // Since 2026-12-02 hosts of this kind also list v1 controllers in
 // /proc/self/cgroup (perf_event, hugetlb, net_cls,net_prio) whose
@@ -74,12 +73,6 @@ func (l *crunLauncher) loop(ready chan<- error) {
 		if e := unix.Unmount("/sys/fs/cgroup/unified", unix.MNT_DETACH); e != nil && !errors.Is(e, unix.EINVAL) && !errors.Is(e, unix.ENOENT) {
 			err = fmt.Errorf("umount unified: %w", e)
 		}
-	}
-	// crun still writes a cgroup for the "0::" line under the unified
-	// mountpoint, which the host's read-only cgroup tmpfs refuses: a tmpfs
-	// of this namespace's own takes it (integration/bundle_test.go).
-	if err == nil {
-		err = unix.Mount("tmpfs", "/sys/fs/cgroup/unified", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=64k,mode=755")
 	}
 	ready <- err
 	if err != nil {
