@@ -90,7 +90,16 @@ func TestCompromisedRegistryInstallsNothingWithoutMaintainers(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = w.install(c, ResolveOptions{}, "evil")
-	mustContain(t, err, "threshold 2-of-2 not met")
+	mustContain(t, err, "before downloading its binary", "threshold 2-of-2 not met")
+	// Refused before a byte of its binary was fetched.
+	for _, e := range c.Entries {
+		bin, _ := layout.HexOf(e.Binary.Hash)
+		for _, p := range []string{filepath.Join("blobs", "sha256", bin), filepath.Join("blobs", "partial", bin)} {
+			if _, err := os.Stat(filepath.Join(c.opt.CacheDir, p)); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the unsigned module's binary is in the cache: %s (%v)", p, err)
+			}
+		}
+	}
 	if w.installed("evil") != "" {
 		t.Fatal("evil was installed")
 	}

@@ -1,10 +1,16 @@
 package client
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -131,4 +137,47 @@ func TestRefreshWhenNothingChanged(t *testing.T) {
 	opt.Now = func() time.Time { return time.Now().Add(48 * time.Hour) }
 	_, err = Open(opt)
 	refreshCheck(t, err, "freeze")
+}
+
+// A download whose space was reserved (a size the maintainers signed) and
+// that was cut short keeps only the bytes received as its length, so the
+// next attempt asks for the rest and no more.
+func TestReservedDownloadResumesWhereItStopped(t *testing.T) {
+	whole := make([]byte, 3<<20)
+	for i := range whole {
+		whole[i] = byte(i * 7)
+	}
+	sum := sha256.Sum256(whole)
+	h := hex.EncodeToString(sum[:])
+	const cut = 1 << 20
+	var ranges []string
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		ranges = append(ranges, r.Header.Get("Range"))
+		if len(ranges) == 1 {
+			rw.Header().Set("Content-Length", strconv.Itoa(len(whole)))
+			rw.Write(whole[:cut])
+			return // the connection ends short of Content-Length
+		}
+		http.ServeContent(rw, r, h, time.Time{}, bytes.NewReader(whole))
+	}))
+	defer srv.Close()
+	c := &Client{opt: Options{URL: srv.URL, CacheDir: t.TempDir()}, fetch: &fetcher{http: newHTTPClient(0)}}
+	if _, err := c.blob(h, int64(len(whole)), nil, true); err == nil {
+		t.Fatal("a download cut short succeeded")
+	}
+	st, err := os.Stat(filepath.Join(c.opt.CacheDir, "blobs", "partial", h))
+	if err != nil || st.Size() != cut {
+		t.Fatalf("partial download: %v, size %d; want %d bytes, the ones received", err, st.Size(), cut)
+	}
+	before := c.Bytes()
+	p, err := c.blob(h, int64(len(whole)), nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(p); !bytes.Equal(got, whole) {
+		t.Fatal("resumed blob differs")
+	}
+	if n := c.Bytes() - before; n != int64(len(whole)-cut) || ranges[1] != fmt.Sprintf("bytes=%d-", cut) {
+		t.Fatalf("resume fetched %d bytes with Range %q; want %d from byte %d", n, ranges[1], len(whole)-cut, cut)
+	}
 }
