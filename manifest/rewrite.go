@@ -104,20 +104,35 @@ func rewritePin(src []byte, table, hash string, size int64) ([]byte, error) {
 		}
 		return joinLines(append(lines, append([]string{""}, block[:3]...)...)), nil
 	}
-	set := func(key, line string) {
-		re := keyLine(key)
-		for i := r.start + 1; i < r.end; i++ {
-			if re.MatchString(lines[i]) {
-				lines[i] = line
-				return
-			}
-		}
-		lines = insert(lines, r.start+1, []string{line})
-		r.end++
-	}
-	set("size", sizeLine)
-	set("hash", hashLine)
+	lines = setKey(lines, &r, "size", sizeLine)
+	lines = setKey(lines, &r, "hash", hashLine)
 	return joinLines(lines), nil
+}
+
+// setKey replaces the line assigning key in the table at r with line, or
+// inserts line first in the table when the table has none.
+func setKey(lines []string, r *region, key, line string) []string {
+	re := keyLine(key)
+	for i := r.start + 1; i < r.end; i++ {
+		if re.MatchString(lines[i]) {
+			lines[i] = line
+			return lines
+		}
+	}
+	r.end++
+	return insert(lines, r.start+1, []string{line})
+}
+
+// RewritePaymentSignature returns src with [payment] payment_signature set
+// to sig. The table must exist: the author states the terms, the tool
+// only signs them.
+func RewritePaymentSignature(src []byte, sig string) ([]byte, error) {
+	lines := splitLines(src)
+	r, ok := findTable(lines, "payment")
+	if !ok {
+		return nil, fmt.Errorf("no [payment] table to sign")
+	}
+	return joinLines(setKey(lines, &r, "payment_signature", "payment_signature = "+strconv.Quote(sig))), nil
 }
 
 // RewriteSignatures returns src with the [signatures] table replaced by

@@ -98,3 +98,25 @@ func TestRewriteConfig(t *testing.T) {
 		t.Fatalf("after two rewrites:\n%s", out)
 	}
 }
+
+func TestRewritePaymentSignature(t *testing.T) {
+	src := []byte("name = \"paid\"\n\n# the terms\n[payment]\nrequired = true # keep me\nprice_sats = 100\n\n# next\n[signatures]\nthreshold = \"1-of-1\"\n")
+	out, err := RewritePaymentSignature(src, "aa")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "name = \"paid\"\n\n# the terms\n[payment]\npayment_signature = \"aa\"\nrequired = true # keep me\nprice_sats = 100\n\n# next\n[signatures]\nthreshold = \"1-of-1\"\n"
+	if string(out) != want {
+		t.Fatalf("first signature:\n%s\nwant:\n%s", out, want)
+	}
+	again, err := RewritePaymentSignature(out, "bb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(again) != strings.Replace(want, `"aa"`, `"bb"`, 1) {
+		t.Fatalf("replaced signature:\n%s", again)
+	}
+	if _, err := RewritePaymentSignature([]byte("name = \"free\"\n"), "aa"); err == nil || !strings.Contains(err.Error(), "no [payment] table") {
+		t.Fatalf("no [payment]: %v", err)
+	}
+}
