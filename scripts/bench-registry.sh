@@ -11,7 +11,9 @@
 #       registry, app with three dependencies, cold cache, against a running
 #       daemon: from the command to the four modules loaded (one line a run;
 #       benchtable takes the median)
-#   BenchmarkRegistryInstall4Stages  where that time goes, averaged
+#   BenchmarkRegistryInstall4Stages  where that time goes, averaged: install
+#       --timings' stages, the daemon's load time within register, and the
+#       process itself
 #
 # Needs root (the daemon). COUNT: runs of the go benchmarks; RUNS: installs.
 set -euo pipefail
@@ -101,25 +103,26 @@ reset() {
   rm -rf "$W/root/registry"
 }
 inst=("$CLI" install bench-app --node-config "$W/node.toml")
-sum_dl=0 sum_ver=0 sum_ref=0 sum_commit=0 sum_load=0 sum_total=0
+: >"$W/stages"
 for i in $(seq "$RUNS"); do
   reset
-  t0=$(now); "${inst[@]}" --dry-run >/dev/null; t1=$(now)   # refresh, resolve, download, verify
-  "${inst[@]}" --dry-run >/dev/null; t2=$(now)                # the same from a warm cache
-  "$CLI" search --node-config "$W/node.toml" >/dev/null; t3=$(now)  # refresh alone (and the process)
-  rm -rf "$W/root/registry"
   line=$(($(wc -l <"$W/daemon.log") + 1))
-  t4=$(now); "${inst[@]}" --yes >"$W/install.out"; t5=$(now) # the real thing, cold
-  grep -c '^loaded ' "$W/install.out" | grep -qx 4 || { echo "bench-registry: run $i did not load four modules:" >&2; cat "$W/install.out" >&2; exit 1; }
-  load=$(took_ms "$line")
-  total=$(( t5 - t4 ))
+  t0=$(now); "${inst[@]}" --yes --timings >"$W/install.out" 2>"$W/install.err"; t1=$(now) # cold cache
+  grep -c '^loaded ' "$W/install.out" | grep -qx 4 || { echo "bench-registry: run $i did not load four modules:" >&2; cat "$W/install.out" "$W/install.err" >&2; exit 1; }
+  total=$(( t1 - t0 ))
   printf 'BenchmarkRegistryInstall4 \t%8d\t%12d ns/op\n' 1 "$total"
-  awk -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" -v tot="$total" -v load="$load" -v f="$W/sums" 'BEGIN {
-    ref = (d - c) / 1e6; ver = (c - b) / 1e6 - ref; dl = (b - a) / 1e6 - (c - b) / 1e6
-    commit = tot / 1e6 - (b - a) / 1e6 - load
-    printf "%f %f %f %f %f %f\n", ref, ver, dl, commit, load, tot / 1e6 >> f }'
+  # install's own stages (--timings), the daemon's share of register, and
+  # the process around them (exec, Go's start, exit).
+  timings=$(grep '^timings:' "$W/install.err")
+  own=$(sed -n 's/.* total=\([0-9.]*\)ms.*/\1/p' <<<"$timings")
+  process=$(awk -v t="$total" -v own="$own" 'BEGIN { printf "%.2f", t / 1e6 - own }')
+  echo "$timings daemon-load=$(took_ms "$line")ms process=${process}ms" >>"$W/stages"
   echo "bench-registry: run $i: $((total / 1000000)) ms" >&2
 done
-awk -v runs="$RUNS" '{ for (i = 1; i <= 6; i++) s[i] += $i } END {
-  printf "BenchmarkRegistryInstall4Stages \t%8d\t%12.0f ns/op\t%.2f refresh-ms\t%.2f resolve-verify-ms\t%.2f download-ms\t%.2f commit-ms\t%.2f daemon-load-ms\n",
-    runs, s[6] / runs * 1e6, s[1] / runs, s[2] / runs, s[3] / runs, s[4] / runs, s[5] / runs }' "$W/sums"
+awk -v runs="$RUNS" '
+  { for (i = 2; i <= NF; i++) { split($i, kv, "="); v = kv[2]; sub(/ms$/, "", v)
+      sum[kv[1]] += v; if (!(kv[1] in seen)) { seen[kv[1]] = 1; order[++n] = kv[1] } } }
+  END { if (NR != runs) { print "bench-registry: " NR " of " runs " installs printed timings" > "/dev/stderr"; exit 1 }
+    line = sprintf("BenchmarkRegistryInstall4Stages \t%8d\t%12.0f ns/op", runs, (sum["total"] + sum["process"]) / runs * 1e6)
+    for (i = 1; i <= n; i++) if (order[i] != "total") line = line sprintf("\t%.2f %s-ms", sum[order[i]] / runs, order[i])
+    print line }' "$W/stages"

@@ -35,6 +35,7 @@ type registryFlags struct {
 	receipts     []string
 	nodeID       string
 	named        bool // update: the modules were named on the command line
+	timings      bool
 }
 
 func (f *registryFlags) add(cmd *cobra.Command, install bool) {
@@ -50,6 +51,7 @@ func (f *registryFlags) add(cmd *cobra.Command, install bool) {
 		cmd.Flags().BoolVar(&f.dryRun, "dry-run", false, "resolve, download and verify, print the plan, install nothing")
 		cmd.Flags().StringArrayVar(&f.receipts, "receipt", nil, "a marketplace receipt (JSON) for a paid module; repeatable")
 		cmd.Flags().StringVar(&f.nodeID, "node-id", "", "this node's id in receipts (default: /etc/machine-id)")
+		cmd.Flags().BoolVar(&f.timings, "timings", false, "print where the install spent its time, stage by stage, on stderr at the end")
 	}
 }
 
@@ -208,10 +210,18 @@ func installOrUpdate(args []string, f *registryFlags, stdout, stderr io.Writer, 
 		}
 		reqs = append(reqs, r)
 	}
+	var clock *stageClock
+	if f.timings {
+		clock = newStageClock(stderr)
+		// Deferred first, so it runs last: cleanup is the removal of the
+		// staged dirs deferred below.
+		defer func() { clock.mark("cleanup"); clock.print() }()
+	}
 	cfg, c, err := openRegistry("install", f, stderr)
 	if err != nil {
 		return err
 	}
+	clock.mark("refresh")
 	if update {
 		// Modules the registry does not carry (installed from a dir) are
 		// not its to update, unless named.
@@ -227,6 +237,7 @@ func installOrUpdate(args []string, f *registryFlags, stdout, stderr io.Writer, 
 	if err != nil {
 		return refused(fmt.Errorf("install: %w", err))
 	}
+	clock.mark("resolve")
 	if len(plan) == 0 {
 		if f.jsonOut {
 			return printJSON(stdout, map[string]any{"snapshot": c.Snapshot, "offline": c.Offline, "plan": []any{}})
@@ -257,6 +268,11 @@ func installOrUpdate(args []string, f *registryFlags, stdout, stderr io.Writer, 
 		return refused(fmt.Errorf("install: %w", err))
 	}
 	defer client.Cleanup(staged)
+	var download time.Duration
+	for _, s := range staged {
+		download += s.Download
+	}
+	clock.markSplit("download", download, "verify")
 	if err := checkReceipts(staged, f, cfg); err != nil {
 		return refused(fmt.Errorf("install: %w", err))
 	}
@@ -274,15 +290,18 @@ func installOrUpdate(args []string, f *registryFlags, stdout, stderr io.Writer, 
 			return refused(errors.New("install: not confirmed"))
 		}
 	}
+	clock.mark("plan")
 	if err := c.Commit(staged, cfg); err != nil {
 		return refused(fmt.Errorf("install: %w", err))
 	}
+	clock.mark("commit")
 	for _, s := range staged {
 		if !f.jsonOut {
 			fmt.Fprintf(stdout, "installed %s %s\n", s.Entry.Name, s.Entry.Version)
 		}
 	}
 	registerWithDaemon(staged, socket, stdout, stderr)
+	clock.mark("register")
 	return nil
 }
 

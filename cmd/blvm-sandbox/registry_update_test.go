@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -189,5 +190,50 @@ func TestPaymentSignatureCheckedByVerifyAndPublish(t *testing.T) {
 		if pubCode == 0 || !strings.Contains(pubErr, "payment_signature") {
 			t.Errorf("%s: publish exit %d %s, want a refusal naming payment_signature", tc.name, pubCode, pubErr)
 		}
+	}
+}
+
+// TestInstallTimings: `install NAME --timings` ends with one line naming
+// every stage in order, each a number of milliseconds, whose sum is the
+// total.
+func TestInstallTimings(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the store is root-owned: run as root")
+	}
+	base, _, nodeConfig, _, publish := registryNode(t, "")
+	publish(probeRelease(t, base, "1.0.0", "read_blockchain"))
+	none := filepath.Join(base, "none.sock")
+	_, errOut, code := cli(t, "--admin-socket", none, "install", "probe", "--node-config", nodeConfig, "--yes", "--timings")
+	if code != 0 {
+		t.Fatalf("install --timings: exit %d %s", code, errOut)
+	}
+	var line string
+	for _, l := range strings.Split(errOut, "\n") {
+		if strings.HasPrefix(l, "timings: ") {
+			line = l
+		}
+	}
+	fields := strings.Fields(strings.TrimPrefix(line, "timings: "))
+	want := []string{"refresh", "resolve", "download", "verify", "plan", "commit", "register", "cleanup", "total"}
+	if len(fields) != len(want) {
+		t.Fatalf("timings line %q, want the stages %v", line, want)
+	}
+	var sum, total float64
+	for i, f := range fields {
+		k, v, ok := strings.Cut(f, "=")
+		n, err := strconv.ParseFloat(strings.TrimSuffix(v, "ms"), 64)
+		if !ok || k != want[i] || err != nil || n < 0 || !strings.HasSuffix(v, "ms") {
+			t.Fatalf("stage %d: %q, want %s=<ms>", i, f, want[i])
+		}
+		if k == "total" {
+			total = n
+		} else {
+			sum += n
+		}
+	}
+	// Each stage is rounded to 10 µs; the total also holds the moment
+	// between the last mark and the print.
+	if sum > total+0.1 || total-sum > 1 {
+		t.Fatalf("stages sum to %.2f ms, total %.2f ms: %q", sum, total, line)
 	}
 }

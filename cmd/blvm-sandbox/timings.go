@@ -7,9 +7,9 @@ import (
 	"time"
 )
 
-// stageClock times the stages of a command, for `run --timings`: where a
-// one-shot run spends its wall time (docs/BENCHMARKS.md breaks `run` down
-// with it). A nil clock times nothing.
+// stageClock times the stages of a command, for `run --timings` and
+// `install NAME --timings`: where a one-shot command spends its wall time
+// (docs/BENCHMARKS.md breaks both down with it). A nil clock times nothing.
 type stageClock struct {
 	out    io.Writer
 	start  time.Time
@@ -29,6 +29,17 @@ func (c *stageClock) mark(name string) {
 	}
 	now := time.Now()
 	c.stages = append(c.stages, fmt.Sprintf("%s=%.2fms", name, ms(now.Sub(c.last))))
+	c.last = now
+}
+
+// markSplit ends a stage made of two interleaved parts: first took
+// firstTook of it, second the rest.
+func (c *stageClock) markSplit(first string, firstTook time.Duration, second string) {
+	if c == nil {
+		return
+	}
+	now := time.Now()
+	c.stages = append(c.stages, fmt.Sprintf("%s=%.2fms", first, ms(firstTook)), fmt.Sprintf("%s=%.2fms", second, ms(now.Sub(c.last)-firstTook)))
 	c.last = now
 }
 

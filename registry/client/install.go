@@ -160,6 +160,9 @@ type Staged struct {
 	// (above [capabilities] max_tier, or denied), each with what would
 	// allow it: shown in the plan, and the install refused.
 	AboveCeiling []capabilities.Refusal
+	// Download is the time its blobs took to fetch (or to find in the
+	// cache); Verify the rest of its staging (checks, copies, Prepare).
+	Download, Verify time.Duration
 }
 
 // CeilingError refuses a plan in which some module asks for capabilities
@@ -203,6 +206,13 @@ func (c *Client) Stage(plan []Step, cfg *nodeconfig.Config, host policy.Host, al
 	for _, s := range plan {
 		e := s.Entry
 		label := e.Name + " " + e.Version
+		began := time.Now()
+		var download time.Duration
+		fetch := func(hexDigest string, size int64, pf func(done, total int64), vouched bool) (string, error) {
+			t := time.Now()
+			defer func() { download += time.Since(t) }()
+			return c.blob(hexDigest, size, pf, vouched)
+		}
 		tf, ok := c.targets[layout.TargetPath(e.Name, e.Version)]
 		if !ok {
 			return nil, fmt.Errorf("%s: not in snapshot %d", label, c.Snapshot)
@@ -211,7 +221,7 @@ func (c *Client) Stage(plan []Step, cfg *nodeconfig.Config, host policy.Host, al
 		if err != nil {
 			return nil, fmt.Errorf("%s: manifest %w", label, err)
 		}
-		mpath, err := c.Blob(mhex, tf.Length, nil)
+		mpath, err := fetch(mhex, tf.Length, nil, false)
 		if err != nil {
 			return nil, fmt.Errorf("%s: manifest: %w", label, err)
 		}
@@ -245,7 +255,7 @@ func (c *Client) Stage(plan []Step, cfg *nodeconfig.Config, host policy.Host, al
 		if err != nil {
 			return nil, fmt.Errorf("%s: binary %w", label, err)
 		}
-		bpath, err := c.blob(bhex, e.Binary.Size, pf, true)
+		bpath, err := fetch(bhex, e.Binary.Size, pf, true)
 		if err != nil {
 			return nil, fmt.Errorf("%s: binary: %w", label, err)
 		}
@@ -258,7 +268,7 @@ func (c *Client) Stage(plan []Step, cfg *nodeconfig.Config, host policy.Host, al
 		if err == nil && e.Config != nil {
 			var chex, cpath string
 			if chex, err = layout.HexOf(e.Config.Hash); err == nil {
-				if cpath, err = c.Blob(chex, e.Config.Size, nil); err == nil {
+				if cpath, err = fetch(chex, e.Config.Size, nil, false); err == nil {
 					err = copyFile(cpath, filepath.Join(dir, manifest.ConfigFileName), 0o644)
 				}
 			}
@@ -278,7 +288,7 @@ func (c *Client) Stage(plan []Step, cfg *nodeconfig.Config, host policy.Host, al
 		// not prepared, so nothing of it can be committed.
 		if _, refusals, rerr := cat.ResolveAsRequested(m, cfg); rerr == nil && len(refusals) > 0 {
 			ceiling = true
-			out = append(out, Staged{Step: s, Dir: dir, AboveCeiling: refusals})
+			out = append(out, Staged{Step: s, Dir: dir, AboveCeiling: refusals, Download: download, Verify: time.Since(began) - download})
 			continue
 		}
 		prep, err := loader.Prepare(dir, cfg, loader.Options{Root: cfg.Paths.Root, Host: host, AllowDowngrade: allowDowngrade, Catalog: cat})
@@ -287,7 +297,7 @@ func (c *Client) Stage(plan []Step, cfg *nodeconfig.Config, host policy.Host, al
 			return nil, fmt.Errorf("%s: %w", label, err)
 		}
 		c.rememberVerified(e, cfg)
-		out = append(out, Staged{Step: s, Dir: dir, Prepared: prep})
+		out = append(out, Staged{Step: s, Dir: dir, Prepared: prep, Download: download, Verify: time.Since(began) - download})
 	}
 	if ceiling {
 		return out, &CeilingError{Staged: out}
