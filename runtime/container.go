@@ -141,14 +141,16 @@ func (i *instance) copyOutput(w io.Writer) (*os.File, error) {
 	go func() {
 		defer i.output.Done()
 		defer r.Close()
-		io.CopyBuffer(onlyWriter{w}, r, make([]byte, outputBuffer))
+		io.CopyBuffer(onlyWriter{w}, onlyReader{r}, make([]byte, outputBuffer))
 	}()
 	return wr, nil
 }
 
-// onlyWriter hides a writer's ReadFrom, which would bring back a buffer of
-// its own choosing.
+// onlyWriter hides a writer's ReadFrom, and onlyReader a reader's WriteTo
+// (an *os.File has one), either of which would bring back a buffer of its
+// own choosing: io.Copy's 32 KiB, held for the module's life.
 type onlyWriter struct{ io.Writer }
+type onlyReader struct{ io.Reader }
 
 // exec lets the waiting init exec the shim, which execs the module.
 func (i *instance) exec() error {
