@@ -34,7 +34,8 @@ const ActNotify Action = "notify"
 //     and a different action for the arguments no rule matches, so the
 //     argument tests move to the recorder, which evaluates the normal
 //     policy's own rules;
-//   - an unconditional allow or kill stays in the kernel;
+//   - an unconditional allow, and every rule of a syscall with a kill
+//     rule, stay in the kernel;
 //   - numbers outside native still fail with ENOSYS, unrecorded: libcontainer
 //     refuses SECCOMP_RET_USER_NOTIF as the default action, because its init
 //     could not then write the notify fd to its parent.
@@ -111,11 +112,11 @@ func Record(p *Policy, native []string) (*Policy, error) {
 }
 
 // keptInKernel says whether a syscall's rules stay in the kernel filter in
-// record mode: a lone unconditional allow, or any unconditional kill (which
-// outranks a notification anyway).
+// record mode: a lone unconditional allow, or rules with a kill (the
+// recorder can answer only with an errno or by letting the call run).
 func keptInKernel(rules []SyscallRule) bool {
 	for _, r := range rules {
-		if r.Action == ActKill && len(r.Args) == 0 {
+		if r.Action == ActKill {
 			return true
 		}
 	}

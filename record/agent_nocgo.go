@@ -1,0 +1,20 @@
+//go:build !cgo
+
+package record
+
+import (
+	"context"
+	"errors"
+)
+
+// Agent needs libseccomp (cgo); without it record mode cannot run.
+type Agent struct{}
+
+// Listen fails: the notify loop needs libseccomp, which needs cgo.
+func Listen(path, container string, dec *Decider, log *SyscallLog) (*Agent, error) {
+	return nil, errors.New("record: built without cgo: the seccomp agent needs libseccomp")
+}
+
+func (a *Agent) Serve(ctx context.Context) {}
+func (a *Agent) Wait() error               { return nil }
+func (a *Agent) Close()                    {}
