@@ -3,12 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -242,4 +245,96 @@ func sampleModule(sup *runtime.Supervisor, name string, dataBase uint64) (record
 		}
 	}
 	return s, nil
+}
+
+// runExplainRecord shows the rows of the module's seccomp filter that record
+// mode changes: what the normal filter does, and what the record one does.
+func runExplainRecord(out io.Writer, f *explainFlags, cmd *cobra.Command, target string) error {
+	c, err := compileTarget(f, cmd, target)
+	if err != nil {
+		return err
+	}
+	dec, err := record.NewDecider(c.policy.Seccomp)
+	if err != nil {
+		return err
+	}
+	rp, err := policy.Record(c.policy, dec.Native())
+	if err != nil {
+		return err
+	}
+	changes := policy.RecordChanges(c.policy, rp)
+	out, done := escapedOutput(out, f.format)
+	defer done()
+	switch f.format {
+	case "json":
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			Module  string                `json:"module"`
+			Version string                `json:"version"`
+			Default string                `json:"default"`
+			Changes []policy.RecordChange `json:"changes"`
+		}{c.policy.Module.Name, c.policy.Module.Version, rp.Seccomp.Default.Reason, changes})
+	case "text":
+		return writeRecordChanges(out, c.policy, rp, changes)
+	}
+	return badInput(fmt.Errorf("--format: explain --record shows text or json, not %q", f.format))
+}
+
+func writeRecordChanges(w io.Writer, normal, rec *policy.Policy, changes []policy.RecordChange) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s under blvm-sandbox record (development only): %d seccomp rows change; nothing else does.\n",
+		normal.Module.Name, normal.Module.Version, len(changes))
+	fmt.Fprintf(&b, "Default: %s\n\n", rec.Seccomp.Default.Reason)
+	var relaxed, answered []policy.RecordChange
+	for _, c := range changes {
+		if len(normal.Seccomp.Rules) > 0 && !hasRule(normal, c.Syscall) {
+			relaxed = append(relaxed, c)
+		} else {
+			answered = append(answered, c)
+		}
+	}
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "ANSWERED BY THE RECORDER AS NORMAL (%d)\tNORMAL\tRECORD\n", len(answered))
+	for _, c := range answered {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", c.Syscall, c.Normal, c.Record)
+	}
+	tw.Flush()
+	fmt.Fprintf(&b, "\nRELAXED: outside the allowlist, logged and let run (%d): the normal filter answers %s\n", len(relaxed), normal.Seccomp.DefaultErrno)
+	names := make([]string, len(relaxed))
+	for i, c := range relaxed {
+		names[i] = c.Syscall
+	}
+	b.WriteString(wrapWords(names, 76, "  "))
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func hasRule(p *policy.Policy, syscall string) bool {
+	for _, r := range p.Seccomp.Rules {
+		if r.Syscall == syscall {
+			return true
+		}
+	}
+	return false
+}
+
+// wrapWords lays words out in lines of at most width characters.
+func wrapWords(words []string, width int, indent string) string {
+	var b strings.Builder
+	line := indent
+	for _, w := range words {
+		if len(line) > len(indent) && len(line)+1+len(w) > width {
+			b.WriteString(line + "\n")
+			line = indent
+		}
+		if len(line) > len(indent) {
+			line += " "
+		}
+		line += w
+	}
+	if len(line) > len(indent) {
+		b.WriteString(line + "\n")
+	}
+	return b.String()
 }
