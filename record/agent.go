@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -28,6 +29,9 @@ type Agent struct {
 	container string
 	dec       *Decider
 	log       *SyscallLog
+	// module and shim are the executables' paths inside the container,
+	// which tell the module's calls from the sandbox's own.
+	module, shim string
 
 	done chan struct{}
 	err  error
@@ -41,8 +45,9 @@ type Agent struct {
 const pollMillis = 200
 
 // Listen creates the agent's socket at path (its directory made 0700) for
-// the container called container.
-func Listen(path, container string, dec *Decider, log *SyscallLog) (*Agent, error) {
+// the container called container, whose module runs from module (the path
+// inside the container) started by the shim at shim.
+func Listen(path, container, module, shim string, dec *Decider, log *SyscallLog) (*Agent, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("record: agent socket: %w", err)
 	}
@@ -57,7 +62,7 @@ func Listen(path, container string, dec *Decider, log *SyscallLog) (*Agent, erro
 		ln.Close()
 		return nil, fmt.Errorf("record: agent socket: %w", err)
 	}
-	return &Agent{ln: ln, path: path, container: container, dec: dec, log: log, done: make(chan struct{})}, nil
+	return &Agent{ln: ln, path: path, container: container, module: module, shim: shim, dec: dec, log: log, done: make(chan struct{})}, nil
 }
 
 // Serve takes the first notify fd handed over and answers its
@@ -213,8 +218,10 @@ func (a *Agent) answer(fd libseccomp.ScmpFd, req *libseccomp.ScmpNotifReq) {
 	copy(args[:], req.Data.Args)
 	nr := int32(req.Data.Syscall)
 	d := a.dec.Decide(nr, args)
+	by := ""
 	if d.Record {
-		a.log.Add(nr, a.dec.Name(nr), d)
+		by = a.caller(fd, req)
+		a.log.Add(nr, a.dec.Name(nr), by, d)
 	}
 	resp := &libseccomp.ScmpNotifResp{ID: req.ID}
 	if d.Errno != 0 {
@@ -225,6 +232,24 @@ func (a *Agent) answer(fd libseccomp.ScmpFd, req *libseccomp.ScmpNotifReq) {
 	if err := libseccomp.NotifRespond(fd, resp); errors.Is(err, unix.ENOENT) && d.Record {
 		// The call was interrupted (Go's preemption signal) and will be
 		// restarted and notified again: count it once.
-		a.log.Undo(nr, d)
+		a.log.Undo(nr, by, d)
 	}
+}
+
+// caller tells who made the notified call from the executable of the
+// calling process, as its own mount namespace names it. The caller waits
+// for our answer, so its pid is its own until then; NotifIDValid after the
+// read proves it still is.
+func (a *Agent) caller(fd libseccomp.ScmpFd, req *libseccomp.ScmpNotifReq) string {
+	exe, err := os.Readlink(filepath.Join("/proc", strconv.FormatUint(uint64(req.Pid), 10), "exe"))
+	if err != nil || libseccomp.NotifIDValid(fd, req.ID) != nil {
+		return ByRuntime
+	}
+	switch exe {
+	case a.module:
+		return ByModule
+	case a.shim:
+		return ByShim
+	}
+	return ByRuntime
 }

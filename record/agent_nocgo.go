@@ -11,7 +11,7 @@ import (
 type Agent struct{}
 
 // Listen fails: the notify loop needs libseccomp, which needs cgo.
-func Listen(path, container string, dec *Decider, log *SyscallLog) (*Agent, error) {
+func Listen(path, container, module, shim string, dec *Decider, log *SyscallLog) (*Agent, error) {
 	return nil, errors.New("record: built without cgo: the seccomp agent needs libseccomp")
 }
 

@@ -142,6 +142,9 @@ type Report struct {
 	Methods  []HubUse      `json:"methods"`
 	Events   []HubUse      `json:"events"`
 	Syscalls []SyscallUse  `json:"syscalls"`
+	// Sandbox are the syscalls the container's init and the shim made
+	// before the module started: the runtime's own, no manifest's concern.
+	Sandbox []Syscall `json:"sandbox_syscalls,omitempty"`
 	// Resources are the run's peaks; Limits what applied.
 	Resources  Resources  `json:"resources"`
 	Suggestion Suggestion `json:"suggestion"`
@@ -226,9 +229,13 @@ func Build(r Run, g *Grants) Report {
 		need("event", u, h.Capabilities)
 	}
 	for _, s := range r.Syscalls {
+		if s.By != ByModule {
+			rep.Sandbox = append(rep.Sandbox, s)
+			continue
+		}
 		su := SyscallUse{Syscall: s, Capabilities: g.sys[s.Name]}
 		rep.Syscalls = append(rep.Syscalls, su)
-		what := fmt.Sprintf("syscall %s (%d) was made %s", s.Name, s.Nr, times(s.Count))
+		what := fmt.Sprintf("syscall %s was made %s", syscallLabel(s), times(s.Count))
 		if c := g.cheapest(su.Capabilities); c != "" && s.Refused == "" {
 			if _, ok := wanted[c]; !ok {
 				wanted[c] = what
@@ -385,7 +392,13 @@ func (r Report) WriteText(w io.Writer) error {
 		if s.Refused != "" {
 			normal = s.Refused + " (" + s.Reason + ")"
 		}
-		fmt.Fprintf(tw, "%s (%d)\t%d\t%s\t%s\n", s.Name, s.Nr, s.Count, normal, listOr(s.Capabilities, "no capability"))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", syscallLabel(s.Syscall), s.Count, normal, listOr(s.Capabilities, "no capability"))
+	}
+	if len(r.Sandbox) > 0 {
+		fmt.Fprintf(tw, "\nBEFORE THE MODULE RAN\tCALLS\tBY\t\n")
+		for _, s := range r.Sandbox {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t\n", syscallLabel(s), s.Count, s.By)
+		}
 	}
 	tw.Flush()
 	res := r.Resources
@@ -459,6 +472,20 @@ func (r Report) WriteSuggestion(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// syscallLabel is "name (nr)", with the values of the argument the normal
+// rules test: "prctl (157) arg0=0x53564d41".
+func syscallLabel(s Syscall) string {
+	l := fmt.Sprintf("%s (%d)", s.Name, s.Nr)
+	if s.Arg != nil && len(s.Values) > 0 {
+		v := make([]string, len(s.Values))
+		for i, x := range s.Values {
+			v[i] = fmt.Sprintf("%#x", x)
+		}
+		l += fmt.Sprintf(" arg%d=%s", *s.Arg, strings.Join(v, "|"))
+	}
+	return l
 }
 
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }

@@ -7,6 +7,7 @@ package record
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -29,6 +30,11 @@ type Decision struct {
 	Record bool
 	// Reason is the refusing rules' reason, when a rule refuses.
 	Reason string
+	// Arg is the argument the normal rules of this syscall test (ioctl's
+	// command, prctl's option), and its value in this call; -1 when they
+	// test none.
+	Arg      int
+	ArgValue uint64
 }
 
 // Decider answers notifications exactly as the module's normal filter
@@ -93,17 +99,33 @@ func (d *Decider) Name(nr int32) string {
 // Decide answers a native-arch syscall: its number and arguments.
 func (d *Decider) Decide(nr int32, args [6]uint64) Decision {
 	data := seccompabi.Data{Nr: nr, Arch: d.arch.Audit, Args: args}
+	arg := d.testedArg(d.Name(nr))
+	var val uint64
+	if arg >= 0 {
+		val = args[arg]
+	}
 	if v := d.rules.Verdict(data); v&seccompabi.RetActionFull == seccompabi.RetErrno {
 		e := uint16(v & seccompabi.RetData)
 		name := d.errnoName(e)
-		return Decision{Errno: e, ErrnoName: name, Record: true, Reason: d.reason(d.Name(nr), name)}
+		return Decision{Errno: e, ErrnoName: name, Record: true, Reason: d.reason(d.Name(nr), name), Arg: arg, ArgValue: val}
 	}
 	if d.normal.Verdict(data) == seccompabi.RetAllow {
-		return Decision{}
+		return Decision{Arg: -1}
 	}
 	// No rule matched: the normal default (ENOSYS) refuses it. Let it run
 	// to see what the module does with it.
-	return Decision{Record: true}
+	return Decision{Record: true, Arg: arg, ArgValue: val}
+}
+
+// testedArg is the argument index the syscall's normal rules test first,
+// or -1.
+func (d *Decider) testedArg(syscall string) int {
+	for _, r := range d.policy.Rules {
+		if r.Syscall == syscall && len(r.Args) > 0 {
+			return int(r.Args[0].Index)
+		}
+	}
+	return -1
 }
 
 func (d *Decider) errnoName(e uint16) string {
@@ -132,11 +154,25 @@ func (d *Decider) reason(syscall, errno string) string {
 	return strings.Join(out, "; ")
 }
 
+// Who made a syscall, told apart by the executable of the calling process.
+const (
+	ByModule  = "module"
+	ByShim    = "shim"    // the Landlock shim, before it execs the module
+	ByRuntime = "runtime" // the container's init (libcontainer), before it execs the shim
+)
+
 // Syscall is one syscall the normal filter would refuse, as the run made it.
 type Syscall struct {
 	Nr    int32  `json:"nr"`
 	Name  string `json:"name"`
 	Count int    `json:"count"`
+	// By is who made it: the module, or the sandbox's own code before the
+	// module started (which no manifest change concerns).
+	By string `json:"by"`
+	// Arg and Values are the argument the normal rules test and the
+	// distinct values seen (at most maxValues).
+	Arg    *int     `json:"arg,omitempty"`
+	Values []uint64 `json:"values,omitempty"`
 	// Refused is the errno a rule of the normal filter answers, and the
 	// recorder answered; empty when the syscall is outside the allowlist
 	// (the normal filter answers ENOSYS) and the recorder let it run.
@@ -155,31 +191,44 @@ type SyscallLog struct {
 type answered struct {
 	nr    int32
 	errno string
+	by    string
 }
+
+// maxValues bounds the argument values kept per syscall.
+const maxValues = 8
 
 // NewSyscallLog returns an empty log.
 func NewSyscallLog() *SyscallLog { return &SyscallLog{byNr: map[answered]*Syscall{}} }
 
-// Add counts one call of syscall nr (named name) answered by d.
-func (l *SyscallLog) Add(nr int32, name string, d Decision) {
+// Add counts one call of syscall nr (named name) made by by and answered
+// by d.
+func (l *SyscallLog) Add(nr int32, name, by string, d Decision) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	k := answered{nr, d.ErrnoName}
+	k := answered{nr, d.ErrnoName, by}
 	s := l.byNr[k]
 	if s == nil {
-		s = &Syscall{Nr: nr, Name: name, Refused: d.ErrnoName, Reason: d.Reason}
+		s = &Syscall{Nr: nr, Name: name, By: by, Refused: d.ErrnoName, Reason: d.Reason}
+		if d.Arg >= 0 {
+			arg := d.Arg
+			s.Arg = &arg
+		}
 		l.byNr[k] = s
 	}
 	s.Count++
+	if s.Arg != nil && len(s.Values) < maxValues && !slices.Contains(s.Values, d.ArgValue) {
+		s.Values = append(s.Values, d.ArgValue)
+		slices.Sort(s.Values)
+	}
 }
 
 // Undo takes back one count of Add(nr, _, d): its answer found the call
 // gone (ENOENT: a signal interrupted it, and the restarted call is
 // notified anew).
-func (l *SyscallLog) Undo(nr int32, d Decision) {
+func (l *SyscallLog) Undo(nr int32, by string, d Decision) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	k := answered{nr, d.ErrnoName}
+	k := answered{nr, d.ErrnoName, by}
 	if s := l.byNr[k]; s != nil {
 		if s.Count--; s.Count <= 0 {
 			delete(l.byNr, k)
@@ -196,6 +245,9 @@ func (l *SyscallLog) List() []Syscall {
 		out = append(out, *s)
 	}
 	sort.Slice(out, func(i, j int) bool {
+		if out[i].By != out[j].By {
+			return out[i].By < out[j].By
+		}
 		if out[i].Count != out[j].Count {
 			return out[i].Count > out[j].Count
 		}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -35,7 +36,7 @@ type recordFlags struct {
 }
 
 // recordSampleEvery is how often the run's resources are read.
-const recordSampleEvery = 100 * time.Millisecond
+const recordSampleEvery = 50 * time.Millisecond
 
 func newRecordCommand(stdout, stderr io.Writer) *cobra.Command {
 	var f recordFlags
@@ -126,7 +127,8 @@ func recordModule(stdout, stderr io.Writer, f *recordFlags, dir string) error {
 				return nil, err
 			}
 			name := p.Module.Name
-			agent, err = record.Listen(runtime.Layout{Root: root}.RecordAgent(name), runtime.ContainerID(name), dec, sysLog)
+			agent, err = record.Listen(runtime.Layout{Root: root}.RecordAgent(name), runtime.ContainerID(name),
+				path.Join(policy.ModuleDir, p.Module.EntryPoint), policy.ShimPath, dec, sysLog)
 			if err != nil {
 				return nil, err
 			}
