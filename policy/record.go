@@ -19,9 +19,10 @@ const SourceRecord = "record"
 const ActNotify Action = "notify"
 
 // Record returns the record-mode variant of p, for a development run that
-// watches what a module does instead of refusing it. native lists every
-// syscall name of p's architecture (the table the recorder will name
-// numbers by). p is not changed.
+// watches what a module does instead of refusing it. native lists the
+// syscall names of p's architecture that the filter can carry (those
+// libseccomp knows: libcontainer skips a rule for any other). p is not
+// changed.
 //
 // Only the filter changes, and only where the normal filter would not
 // simply allow:
@@ -36,7 +37,7 @@ const ActNotify Action = "notify"
 //     policy's own rules;
 //   - an unconditional allow, and every rule of a syscall with a kill
 //     rule, stay in the kernel;
-//   - numbers outside native still fail with ENOSYS, unrecorded: libcontainer
+//   - syscalls outside native still fail with ENOSYS, unrecorded: libcontainer
 //     refuses SECCOMP_RET_USER_NOTIF as the default action, because its init
 //     could not then write the notify fd to its parent.
 //
@@ -55,7 +56,7 @@ func Record(p *Policy, native []string) (*Policy, error) {
 	out.Mode = ModeRecord
 	s := p.Seccomp
 	s.Default = Provenance{Source: SourceRecord,
-		Reason: "record mode: syscall numbers outside the " + s.Arch + " table still fail with ENOSYS, unrecorded (libcontainer refuses a notifying default)"}
+		Reason: "record mode: syscalls with no row here (numbers libseccomp cannot name) still fail with ENOSYS, unrecorded: libcontainer refuses a notifying default"}
 	byName := map[string][]SyscallRule{}
 	var order []string
 	for _, r := range p.Seccomp.Rules {

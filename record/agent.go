@@ -253,3 +253,20 @@ func (a *Agent) caller(fd libseccomp.ScmpFd, req *libseccomp.ScmpNotifReq) strin
 	}
 	return ByRuntime
 }
+
+// Loadable keeps the syscall names libseccomp knows on goarch: libcontainer
+// skips a rule for any other name, so those numbers keep the default
+// (ENOSYS) and never reach the recorder.
+func Loadable(goarch string, names []string) []string {
+	arch, err := libseccomp.GetArchFromString(goarch)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, n := range names {
+		if _, err := libseccomp.GetSyscallFromNameByArch(n, arch); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}

@@ -122,7 +122,7 @@ func recordModule(stdout, stderr io.Writer, f *recordFlags, dir string) error {
 			if err != nil {
 				return nil, err
 			}
-			rp, err := policy.Record(p, dec.Native())
+			rp, err := policy.Record(p, record.Loadable(p.Seccomp.Arch, dec.Native()))
 			if err != nil {
 				return nil, err
 			}
@@ -260,7 +260,7 @@ func runExplainRecord(out io.Writer, f *explainFlags, cmd *cobra.Command, target
 	if err != nil {
 		return err
 	}
-	rp, err := policy.Record(c.policy, dec.Native())
+	rp, err := policy.Record(c.policy, record.Loadable(c.policy.Seccomp.Arch, dec.Native()))
 	if err != nil {
 		return err
 	}
@@ -290,19 +290,20 @@ func writeRecordChanges(w io.Writer, normal, rec *policy.Policy, changes []polic
 	fmt.Fprintf(&b, "Default: %s\n\n", rec.Seccomp.Default.Reason)
 	var relaxed, answered []policy.RecordChange
 	for _, c := range changes {
-		if len(normal.Seccomp.Rules) > 0 && !hasRule(normal, c.Syscall) {
-			relaxed = append(relaxed, c)
-		} else {
+		if hasRule(normal, c.Syscall) {
 			answered = append(answered, c)
+		} else {
+			relaxed = append(relaxed, c)
 		}
 	}
+	fmt.Fprintf(&b, "SENT TO THE RECORDER, WHICH ANSWERS AS THE NORMAL FILTER DOES AND LOGS REFUSALS (%d)\n", len(answered))
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "ANSWERED BY THE RECORDER AS NORMAL (%d)\tNORMAL\tRECORD\n", len(answered))
+	fmt.Fprintf(tw, "  SYSCALL\tNORMAL FILTER\n")
 	for _, c := range answered {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", c.Syscall, c.Normal, c.Record)
+		fmt.Fprintf(tw, "  %s\t%s\n", c.Syscall, c.Normal)
 	}
 	tw.Flush()
-	fmt.Fprintf(&b, "\nRELAXED: outside the allowlist, logged and let run (%d): the normal filter answers %s\n", len(relaxed), normal.Seccomp.DefaultErrno)
+	fmt.Fprintf(&b, "\nRELAXED: OUTSIDE THE ALLOWLIST, LOGGED AND LET RUN; THE NORMAL FILTER ANSWERS %s (%d)\n", normal.Seccomp.DefaultErrno, len(relaxed))
 	names := make([]string, len(relaxed))
 	for i, c := range relaxed {
 		names[i] = c.Syscall
