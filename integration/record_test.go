@@ -245,3 +245,23 @@ func TestRootRecordPolicyNeedsItsRecorder(t *testing.T) {
 	}
 	s.sup.Stop(context.Background(), "hostile")
 }
+
+// TestRootRecordStillKillsX32: the record filter relaxes only native
+// syscalls; one with the x32 bit still kills the whole module (the shim's
+// stacked KILL_PROCESS filter), and record still reports.
+func TestRootRecordStillKillsX32(t *testing.T) {
+	requireRoot(t)
+	bin := buildCLI(t)
+	dir, nodeConfig, _ := signedHostileWith(t, bin, "x32", "", []string{"read_blockchain"})
+	r := runCLI(t, bin, "record", "--node-config", nodeConfig, "--duration", "20s", "--format", "json", dir)
+	if r.code != 0 {
+		t.Fatalf("record: exit %d\nstdout %s\nstderr %s", r.code, r.stdout, r.stderr)
+	}
+	_, rep := splitRecordOutput(t, r.stdout)
+	if rep.Exit != "killed by SIGSYS" {
+		t.Errorf("x32 getpid under record: the module %s, want killed by SIGSYS", rep.Exit)
+	}
+	if s := findSyscall(rep.Syscalls, "getpid"); s != nil {
+		t.Errorf("the x32 call reached the recorder: %+v", s)
+	}
+}
