@@ -76,7 +76,8 @@ func TestRootRecordReportsWhatItLacks(t *testing.T) {
 	requireRoot(t)
 	bin := buildCLI(t)
 	// The sleep lets the sampler read the running module a few times.
-	steps := "method=chain.GetChainTip*2,method=mempool.GetMempoolInfo*3,syscall=mlock,syscall=ptrace,sleep=400ms"
+	steps := "method=chain.GetChainTip*2,method=mempool.GetMempoolInfo*3,syscall=mlock,syscall=ptrace," +
+		"write=/tmp:3145728,write=/data:2097152,sleep=400ms"
 	dir, nodeConfig, root := signedHostileWith(t, bin, "uses", steps, []string{"read_blockchain"})
 	manifestBefore, err := os.ReadFile(filepath.Join(dir, "module.toml"))
 	if err != nil {
@@ -134,6 +135,11 @@ func TestRootRecordReportsWhatItLacks(t *testing.T) {
 	}
 	if res := rep.Resources; res.Samples == 0 || res.PeakMemory == 0 || res.PeakPids == 0 {
 		t.Errorf("resources: %+v, want sampled peaks", res)
+	}
+	// The module wrote 3 MiB to /tmp and 2 MiB to /data: read from the
+	// host, through its mount namespace and its quota.
+	if res := rep.Resources; res.PeakTmp < 3<<20 || res.PeakData < 2<<20 || res.PeakTmp > 4<<20 || res.PeakData > 3<<20 {
+		t.Errorf("disk peaks: /tmp %d, /data %d bytes; want about 3 MiB and 2 MiB (info %v)", res.PeakTmp, res.PeakData, mod.Info)
 	}
 
 	// The host side: the manifest untouched, the suggestion beside it, the

@@ -74,8 +74,9 @@ type runWatch struct {
 	// policy replaces the verified module's policy before anything starts.
 	policy func(p *policy.Policy, cfg *nodeconfig.Config, root string) (*policy.Policy, error)
 	hub    hub.Observer
-	// started is called once the module runs, ended with how it ended,
-	// before its container is removed.
+	// started is called once the container is created, just before the
+	// module runs; ended with how it ended, before its container is
+	// removed.
 	started func(sup *runtime.Supervisor, name string)
 	ended   func(exit runtime.ExitReason)
 }
@@ -175,6 +176,9 @@ func runModule(stdout, stderr io.Writer, f *runFlags, dir string, watch *runWatc
 	})
 	if err == nil {
 		clock.mark("create")
+		if watch != nil {
+			watch.started(sup, name)
+		}
 		err = sup.Run(ctx, name)
 	}
 	if err != nil {
@@ -185,9 +189,6 @@ func runModule(stdout, stderr io.Writer, f *runFlags, dir string, watch *runWatc
 		fmt.Fprintln(stderr, "warning: rollback mark not recorded:", err)
 	}
 	clock.mark("start")
-	if watch != nil {
-		watch.started(sup, name)
-	}
 	exit, err := sup.Wait(ctx, name)
 	clock.mark("module")
 	// What the module wrote comes before how it ended.

@@ -18,8 +18,9 @@ func init() { attacks["uses"] = uses }
 
 // uses makes the calls its argument lists, in order, for the record tests:
 // comma-separated steps "method=NAME*N" (N hub calls, without params),
-// "event=TYPE" (one events.Subscribe), "syscall=NAME" (mlock or ptrace,
-// once) and "sleep=DURATION". Info gets each step's answer: the hub's code, or the errno.
+// "event=TYPE" (one events.Subscribe), "syscall=NAME*N" (mlock or ptrace,
+// N times; its time per call goes in Info too), "write=DIR:BYTES" and
+// "sleep=DURATION". Info gets each step's answer: the hub's code, or the errno.
 func uses(r *result, arg string) {
 	c, err := hubDial(os.Getenv("BLVM_SOCKET"), os.Getenv("BLVM_MODULE_NAME"), os.Getenv("BLVM_MODULE_VERSION"))
 	if err != nil {
@@ -66,9 +67,24 @@ func uses(r *result, arg string) {
 		case "event":
 			r.Info[step] = call("events.Subscribe", &pb.EventTypes{Types: []string{what}})
 		case "syscall":
-			r.Info[step] = syscallOnce(what)
+			name, n := what, 1
+			if m, count, ok := strings.Cut(what, "*"); ok {
+				name = m
+				n, _ = strconv.Atoi(count)
+			}
+			start := time.Now()
+			for range n {
+				r.Info[step] = syscallOnce(name)
+			}
+			r.Info[step+" ns/call"] = strconv.FormatInt(time.Since(start).Nanoseconds()/int64(max(n, 1)), 10)
 		case "sleep":
 			time.Sleep(duration(what))
+		case "write":
+			// write=DIR:BYTES, a file of that size under /data or /tmp.
+			dir, size, _ := strings.Cut(what, ":")
+			n, _ := strconv.Atoi(size)
+			err := os.WriteFile(dir+"/record-probe", make([]byte, n), 0o600)
+			r.Info[step] = errnoName(err)
 		default:
 			r.Errno = fmt.Sprintf("unknown step %q", step)
 			return
