@@ -271,3 +271,23 @@ func TestRootRecordStillKillsX32(t *testing.T) {
 		t.Errorf("the x32 call reached the recorder: %+v", s)
 	}
 }
+
+// TestRootRecordRefusesADaemonsRoot: with the root's owner lock held (as a
+// daemon under `up` holds it), record refuses before anything runs.
+func TestRootRecordRefusesADaemonsRoot(t *testing.T) {
+	requireRoot(t)
+	bin := buildCLI(t)
+	dir, nodeConfig, root := signedHostileWith(t, bin, "exit", "0", []string{"read_blockchain"})
+	lock, err := runtime.LockRoot(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Release()
+	r := runCLI(t, bin, "record", "--node-config", nodeConfig, "--duration", "5s", dir)
+	if r.code != 1 || !strings.Contains(r.stderr, "never shares a root") {
+		t.Errorf("record on a held root: exit %d\nstderr %s", r.code, r.stderr)
+	}
+	if _, err := os.Lstat(runtime.Layout{Root: root}.RecordAgent("hostile")); !os.IsNotExist(err) {
+		t.Errorf("a recorder socket appeared on the daemon's root: %v", err)
+	}
+}

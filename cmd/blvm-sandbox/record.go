@@ -155,7 +155,7 @@ func recordModule(stdout, stderr io.Writer, f *recordFlags, dir string) error {
 			name := normal.Module.Name
 			disk, _ := opCfg.EffectiveDisk(name)
 			rep = record.Build(record.Run{
-				Module: name, Version: normal.Module.Version, Declared: m.Capabilities, Policy: normal,
+				Module: name, Version: normal.Module.Version, Declared: granted(normal), Policy: normal,
 				Limits: opCfg.EffectiveLimits(name), DiskBytes: disk,
 				Methods: hubLog.Methods(), Events: hubLog.Events(), Syscalls: sysLog.List(),
 				Resources: res, Duration: dur, Exit: exit.String(),
@@ -191,6 +191,16 @@ func recordModule(stdout, stderr io.Writer, f *recordFlags, dir string) error {
 		fmt.Fprintf(stderr, "suggestion written to %s (module.toml unchanged)\n", f.write)
 	}
 	return nil
+}
+
+// granted lists the verified policy's capabilities: what the module
+// declared, since a load with any capability refused never runs.
+func granted(p *policy.Policy) []string {
+	out := make([]string, len(p.Capabilities))
+	for i, c := range p.Capabilities {
+		out[i] = c.Name
+	}
+	return out
 }
 
 // checkSuggestionPath refuses a --write target that is the manifest or
