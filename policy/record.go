@@ -102,8 +102,9 @@ func Record(p *Policy, native []string) (*Policy, error) {
 		nf := f
 		nf.Members = make([]FamilyMember, len(f.Members))
 		for j, m := range f.Members {
-			m.Treatment = treatment(rulesOf(s.Rules, m.Syscall), s.DefaultAction, s.DefaultErrno)
-			m.ArgIndex = nil
+			rules := rulesOf(s.Rules, m.Syscall)
+			m.Treatment = treatment(rules, s.DefaultAction, s.DefaultErrno)
+			m.ArgIndex = argIndexes(rules)
 			nf.Members[j] = m
 		}
 		s.Families[i] = nf
