@@ -49,6 +49,12 @@ func runCLI(t *testing.T, bin string, args ...string) cliRun {
 // all three keys under a fresh runtime root.
 func signedHostile(t *testing.T, bin, attack, arg string) (dir, nodeConfig, root string) {
 	t.Helper()
+	return signedHostileWith(t, bin, attack, arg, []string{"read_blockchain"})
+}
+
+// signedHostileWith is signedHostile declaring caps.
+func signedHostileWith(t *testing.T, bin, attack, arg string, caps []string) (dir, nodeConfig, root string) {
+	t.Helper()
 	base, err := os.MkdirTemp("", "blvm-run-")
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +68,7 @@ func signedHostile(t *testing.T, bin, attack, arg string) (dir, nodeConfig, root
 	os.WriteFile(filepath.Join(dir, "module.toml"), []byte(`name = "hostile"
 version = "1.0.0"
 entry_point = "hostile"
-capabilities = ["read_blockchain"]
+capabilities = `+capList(caps)+`
 
 [config_schema]
 attack = "the attack to make"
@@ -87,6 +93,14 @@ arg = "its argument"
 	nodeConfig = filepath.Join(base, "node.toml")
 	os.WriteFile(nodeConfig, []byte("[paths]\nroot = \""+root+"\"\n\n[trust]\nthreshold = \"2-of-3\"\nmaintainers = [\n"+strings.Join(pins, "\n")+"\n]\n"), 0o644)
 	return dir, nodeConfig, root
+}
+
+func capList(caps []string) string {
+	q := make([]string, len(caps))
+	for i, c := range caps {
+		q[i] = fmt.Sprintf("%q", c)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
 }
 
 func TestRootRunCommand(t *testing.T) {

@@ -134,6 +134,8 @@ func scmpAction(a configs.Action, errnoRet *uint) (libseccomp.ScmpAction, error)
 		return libseccomp.ActErrno.SetReturnCode(int16(*errnoRet)), nil
 	case configs.KillProcess:
 		return libseccomp.ActKillProcess, nil
+	case configs.Notify:
+		return libseccomp.ActNotify, nil
 	}
 	return libseccomp.ActInvalid, fmt.Errorf("unexpected libcontainer action %d", a)
 }

@@ -80,6 +80,8 @@ func convertAction(a Action, errno string) (seccompAction, error) {
 		// KillProcess, not Kill: libcontainer's Kill is SECCOMP_RET_KILL_THREAD,
 		// which leaves the other threads of a Go or Rust module running.
 		return seccompAction{lc: configs.KillProcess, oci: specs.ActKillProcess}, nil
+	case ActNotify:
+		return seccompAction{lc: configs.Notify, oci: specs.ActNotify}, nil
 	}
 	return seccompAction{}, fmt.Errorf("unknown action %q", a)
 }

@@ -48,6 +48,9 @@ const (
 
 // Policy is everything the runtime applies to one module.
 type Policy struct {
+	// Mode is empty for the policy every module runs under, ModeRecord for
+	// the development variant Record makes.
+	Mode         string       `json:"mode,omitempty"`
 	Module       Module       `json:"module"`
 	Host         Host         `json:"host"`
 	Capabilities []Capability `json:"capabilities"`

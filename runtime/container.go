@@ -72,6 +72,17 @@ func (l Layout) create(ls launchSpec, stats statsReader) (*instance, error) {
 	if err != nil {
 		return nil, err
 	}
+	if ls.policy.Mode == policy.ModeRecord {
+		// Only `blvm-sandbox record` runs these, listening here for the
+		// filter's notify fd; a daemon never does, so it cannot start one.
+		agent := l.RecordAgent(name)
+		if st, err := os.Lstat(agent); err != nil || st.Mode().Type() != os.ModeSocket {
+			return nil, fmt.Errorf("create %s: a record-mode policy needs its recorder listening at %s (only blvm-sandbox record runs one)", name, agent)
+		}
+		cfg.Seccomp.ListenerPath = agent
+	} else if ls.policy.Mode != "" {
+		return nil, fmt.Errorf("create %s: unknown policy mode %q", name, ls.policy.Mode)
+	}
 	env := make([]string, 0, len(ls.policy.Env))
 	for _, e := range ls.policy.Env {
 		env = append(env, e.Name+"="+e.Value)

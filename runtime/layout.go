@@ -75,6 +75,15 @@ func (l Layout) Data(name string) string { return filepath.Join(l.DataParent(nam
 // Log is the module's captured stdout and stderr.
 func (l Layout) Log(name string) string { return filepath.Join(l.LogsDir(), name+".log") }
 
+// RecordDir holds the sockets `blvm-sandbox record` listens on for a
+// record-mode filter's notify fd. Only root reaches it: whoever connects
+// there is libcontainer, handing over the module's filter.
+func (l Layout) RecordDir() string { return filepath.Join(l.StateDir(), "record") }
+
+// RecordAgent is where the recorder of a record-mode policy listens; the
+// process that creates the container connects there with the notify fd.
+func (l Layout) RecordAgent(name string) string { return filepath.Join(l.RecordDir(), name+".sock") }
+
 // rootHash names a root in names that must not collide between roots.
 func rootHash(abs string) string {
 	sum := sha256.Sum256([]byte(abs))

@@ -34,6 +34,7 @@ type explainFlags struct {
 	storage       string
 	diff          bool
 	verify        bool
+	record        bool
 }
 
 func newExplainCommand(stdout io.Writer) *cobra.Command {
@@ -67,6 +68,9 @@ or parsed.`,
 			if f.verify {
 				return runFilterVerify(stdout, &f, cmd, args[0])
 			}
+			if f.record {
+				return runExplainRecord(stdout, &f, cmd, args[0])
+			}
 			return runExplain(stdout, &f, cmd, args[0])
 		},
 	}
@@ -79,6 +83,7 @@ or parsed.`,
 	fl.IntVar(&f.cgroupVersion, "cgroup-version", 0, "cgroup version to compile for, 1 or 2 (default: this host's)")
 	fl.StringVar(&f.storage, "storage-backend", "", "disk quota backend to compile for: project, image or none (default: what this host would use)")
 	fl.BoolVar(&f.diff, "diff", false, "compare the policies of OLD and NEW")
+	fl.BoolVar(&f.record, "record", false, "show the seccomp rows blvm-sandbox record relaxes, normal against record mode (text or json)")
 	fl.BoolVar(&f.verify, "verify", false, "load the seccomp filters the runtime would load (in a throwaway child, as root) and check every syscall number and argument boundary against the policy; exit 1 on any mismatch")
 	return cmd
 }

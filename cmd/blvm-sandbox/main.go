@@ -79,6 +79,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(newSignPaymentCommand(stdout, stderr))
 	root.AddCommand(newVerifyCommand(stdout))
 	root.AddCommand(newRunCommand(stdout, stderr))
+	root.AddCommand(newRecordCommand(stdout, stderr))
 	root.AddCommand(newBundleCommand(stdout, stderr))
 	root.AddCommand(newUpCommand(stdout, stderr))
 	root.AddCommand(newInstallCommand(stdout, stderr))

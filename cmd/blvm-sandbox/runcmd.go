@@ -20,6 +20,8 @@ import (
 	"github.com/blvm/blvm-sandbox/ipc/hub"
 	"github.com/blvm/blvm-sandbox/loader"
 	"github.com/blvm/blvm-sandbox/manager"
+	"github.com/blvm/blvm-sandbox/nodeconfig"
+	"github.com/blvm/blvm-sandbox/policy"
 	"github.com/blvm/blvm-sandbox/runtime"
 	"github.com/blvm/blvm-sandbox/verify"
 )
@@ -49,7 +51,7 @@ The module talks to the API hub on the embedded dev chain (kept under the
 runtime root). Ctrl-C or --timeout stops the module and cleans up.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runModule(stdout, stderr, &f, args[0])
+			return runModule(stdout, stderr, &f, args[0], nil)
 		},
 	}
 	fl := cmd.Flags()
@@ -67,7 +69,19 @@ type moduleExit struct{ code int }
 
 func (e moduleExit) Error() string { return fmt.Sprintf("module exited with %d", e.code) }
 
-func runModule(stdout, stderr io.Writer, f *runFlags, dir string) error {
+// runWatch lets record watch a run on the path run takes; run passes nil.
+type runWatch struct {
+	// policy replaces the verified module's policy before anything starts.
+	policy func(p *policy.Policy, cfg *nodeconfig.Config, root string) (*policy.Policy, error)
+	hub    hub.Observer
+	// started is called once the container is created, just before the
+	// module runs; ended with how it ended, before its container is
+	// removed.
+	started func(sup *runtime.Supervisor, name string)
+	ended   func(exit runtime.ExitReason)
+}
+
+func runModule(stdout, stderr io.Writer, f *runFlags, dir string, watch *runWatch) error {
 	var clock *stageClock
 	if f.timings {
 		clock = newStageClock(stderr)
@@ -110,6 +124,11 @@ func runModule(stdout, stderr io.Writer, f *runFlags, dir string) error {
 	for _, w := range prep.Warnings {
 		fmt.Fprintln(stderr, "warning:", termesc.String(w))
 	}
+	if watch != nil {
+		if prep.Policy, err = watch.policy(prep.Policy, cfg, root); err != nil {
+			return fmt.Errorf("run: %w", err)
+		}
+	}
 	clock.mark("verify")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM)
 	defer stop()
@@ -133,7 +152,11 @@ func runModule(stdout, stderr io.Writer, f *runFlags, dir string) error {
 		go chain.Run(ctx)
 	}
 	clock.mark("backend")
-	h := hub.New(backend, hub.Config{NodeVersion: cfg.Node.Version, Logger: log})
+	hcfg := hub.Config{NodeVersion: cfg.Node.Version, Logger: log}
+	if watch != nil {
+		hcfg.Observer = watch.hub
+	}
+	h := hub.New(backend, hcfg)
 	defer h.Close()
 	name := prep.Manifest.Name
 	// The module's lines are framed, its partial lines held back, so that
@@ -153,6 +176,9 @@ func runModule(stdout, stderr io.Writer, f *runFlags, dir string) error {
 	})
 	if err == nil {
 		clock.mark("create")
+		if watch != nil {
+			watch.started(sup, name)
+		}
 		err = sup.Run(ctx, name)
 	}
 	if err != nil {
@@ -177,12 +203,18 @@ func runModule(stdout, stderr io.Writer, f *runFlags, dir string) error {
 			return fmt.Errorf("run: stop %s: %w", name, err)
 		}
 		fmt.Fprintf(stderr, "%s stopped (%v): %s\n", name, context.Cause(ctx), exit)
+		if watch != nil {
+			watch.ended(exit)
+		}
 		return moduleExit{code: exit.ShellCode()}
 	}
 	if st, ok := sup.Status(name); ok && st.State == runtime.Expired {
 		fmt.Fprintf(stderr, "%s stopped: its signatures expired at %s (%s)\n", name, prep.Manifest.Expires.UTC().Format(time.RFC3339), exit)
 	} else if !exit.Clean() {
 		fmt.Fprintf(stderr, "%s %s\n", name, exit)
+	}
+	if watch != nil {
+		watch.ended(exit)
 	}
 	sup.Stop(context.Background(), name)
 	clock.mark("stop")

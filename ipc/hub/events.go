@@ -73,6 +73,14 @@ func splitEventType(t string) (ns, name string, ok bool) {
 // node, lifecycle and governance types only when its ACL lists them; events
 // that modules publish (any other namespace) whenever it may subscribe at all.
 func (m *module) maySubscribe(t string) bool {
+	ok := m.subscribable(t)
+	if o := m.h.cfg.Observer; o != nil {
+		o.Event(m.spec.Name, t, ok)
+	}
+	return ok
+}
+
+func (m *module) subscribable(t string) bool {
 	if _, ok := m.events[t]; ok {
 		return true
 	}
@@ -80,7 +88,10 @@ func (m *module) maySubscribe(t string) bool {
 	if !ok || reserved(ns) {
 		return false
 	}
-	return m.permit("events.Subscribe")
+	// Not permit: events.Subscribe itself was decided (and observed) when
+	// the request was admitted.
+	_, ok = m.methods["events.Subscribe"]
+	return ok
 }
 
 func subscribe(_ context.Context, c *conn, params []byte) ([]byte, *callError) {

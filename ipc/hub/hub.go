@@ -81,6 +81,17 @@ type Config struct {
 	// Logger receives the hub's own log and the modules' Log lines (with a
 	// "module" attribute); nil means slog.Default().
 	Logger *slog.Logger
+	// Observer, when set, is told of every ACL decision (record mode). Nil
+	// in normal operation, where it costs one comparison per decision.
+	Observer Observer
+}
+
+// Observer sees the hub's ACL decisions for modules: each method a module
+// called and each event type it asked for, and whether the ACL granted it.
+// It is called on the connection's goroutines and must not block.
+type Observer interface {
+	Method(module, method string, granted bool)
+	Event(module, eventType string, granted bool)
 }
 
 func (c Config) withDefaults() Config {
@@ -542,5 +553,8 @@ func (m *module) acceptLoop() {
 // any params are decoded.
 func (m *module) permit(method string) bool {
 	_, ok := m.methods[method]
+	if o := m.h.cfg.Observer; o != nil {
+		o.Method(m.spec.Name, method, ok)
+	}
 	return ok
 }
