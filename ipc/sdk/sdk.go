@@ -62,9 +62,14 @@ type Options struct {
 	// panics, protocol oddities). Nil means slog.Default(), which a
 	// container's runtime captures from stderr.
 	Logger *slog.Logger
-	// LogLocal makes Log also write each line to Logger, so that it lands in
-	// the module's captured stderr (logs/<name>.log) as well as the hub's log.
-	LogLocal bool
+	// LogToHub makes Log also send each line to the hub, which writes it to
+	// the node's own log (the daemon's journal), under the module's name
+	// and charged to its log budget. Without it, Log writes to Logger only:
+	// the module's stderr, which the runtime captures as logs/<name>.log,
+	// what `blvm-sandbox logs NAME` and `run` show. That is where an
+	// operator looks for one module's lines, so it is the default; the
+	// node's log is shared by every module and the daemon.
+	LogToHub bool
 }
 
 // Module is a connection to the hub. Its methods are safe for concurrent use.
@@ -73,8 +78,8 @@ type Module struct {
 	welcome  *pb.Welcome
 	maxFrame int
 	log      *slog.Logger // the SDK's own diagnostics
-	local    *slog.Logger // the module's Log lines, when mirrored or not sent
-	logLocal bool
+	local    *slog.Logger // the module's Log lines: always written here
+	logToHub bool
 
 	nextID   atomic.Uint64
 	inflight chan struct{} // semaphore for requests awaiting a response
@@ -158,7 +163,7 @@ func newModule(conn net.Conn, w *pb.Welcome, opts Options) *Module {
 		maxFrame: ipc.ClampMaxFrame(int(w.GetMaxFrameBytes())),
 		log:      logger.With("component", "blvm-sdk", "module", w.GetModuleId()),
 		local:    logger.With("module", w.GetModuleId()),
-		logLocal: opts.LogLocal,
+		logToHub: opts.LogToHub,
 		inflight: make(chan struct{}, inflight),
 		pending:  make(map[uint64]chan *pb.Response),
 		writeq:   make(chan []byte, 64),
@@ -410,10 +415,24 @@ func (m *Module) roundTrip(ctx context.Context, build func(id uint64) *pb.Envelo
 	}
 }
 
-// Log sends a structured log line to the hub; kv are alternating keys and
-// values. It never blocks: if the connection is gone or backed up, the line
-// goes to the local logger instead.
+// Log writes a structured log line to Options.Logger (by default the
+// module's stderr, which is `blvm-sandbox logs NAME`); kv are alternating
+// keys and values. With Options.LogToHub it is also sent to the hub for the
+// node's log. It never blocks: a line the hub connection cannot take at
+// once is not sent, and is still written locally.
 func (m *Module) Log(level pb.LogLevel, msg string, kv ...string) {
+	args := make([]any, 0, len(kv))
+	for _, s := range kv {
+		args = append(args, s)
+	}
+	m.local.Log(context.Background(), slogLevel(level), msg, args...)
+	if m.logToHub {
+		m.sendLog(level, msg, kv)
+	}
+}
+
+// sendLog queues a Log frame for the hub if the writer can take it now.
+func (m *Module) sendLog(level pb.LogLevel, msg string, kv []string) {
 	fields := make(map[string]string, len(kv)/2)
 	for i := 0; i+1 < len(kv); i += 2 {
 		fields[kv[i]] = kv[i+1]
@@ -422,23 +441,14 @@ func (m *Module) Log(level pb.LogLevel, msg string, kv ...string) {
 		fields["!BADKEY"] = kv[len(kv)-1]
 	}
 	env := &pb.Envelope{Body: &pb.Envelope_Log{Log: &pb.Log{Level: level, Message: msg, Fields: fields}}}
-	sent := false
 	frame, err := ipc.MarshalEnvelope(env, m.maxFrame)
-	if err == nil && m.Err() == nil {
-		select {
-		case m.writeq <- frame:
-			sent = true
-		default:
-		}
-	}
-	if sent && !m.logLocal {
+	if err != nil || m.Err() != nil {
 		return
 	}
-	args := make([]any, 0, len(kv))
-	for _, s := range kv {
-		args = append(args, s)
+	select {
+	case m.writeq <- frame:
+	default:
 	}
-	m.local.Log(context.Background(), slogLevel(level), msg, args...)
 }
 
 // Debug, Info, Warn and Error are Log at that level.

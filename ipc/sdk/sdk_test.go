@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/blvm/blvm-sandbox/internal/syncbuf"
 	"github.com/blvm/blvm-sandbox/ipc"
 	"github.com/blvm/blvm-sandbox/ipc/pb"
 	"github.com/blvm/blvm-sandbox/policy"
@@ -479,10 +481,31 @@ func TestPublishAndLog(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	m.Warn("disk nearly full", "free", "10MB")
-	l := c.mustRecv().GetLog()
-	if l.GetLevel() != pb.LogLevel_WARN || l.GetMessage() != "disk nearly full" || l.GetFields()["free"] != "10MB" {
-		t.Errorf("log = %v", l)
+}
+
+// By default a line goes to the module's stderr (Logger), which the
+// runtime captures for `logs`, and not to the hub; LogToHub adds the hub.
+func TestLogGoesToStderrByDefault(t *testing.T) {
+	for _, toHub := range []bool{false, true} {
+		t.Run(fmt.Sprintf("LogToHub=%v", toHub), func(t *testing.T) {
+			h := newFakeHub(t, true)
+			var local syncbuf.Buffer
+			m, c := h.connect(Options{LogToHub: toHub, Logger: slog.New(slog.NewTextHandler(&local, nil))})
+			m.Warn("disk nearly full", "free", "10MB")
+			if got := local.String(); !strings.Contains(got, `level=WARN msg="disk nearly full" module=demo#1 free=10MB`) {
+				t.Errorf("local log = %q", got)
+			}
+			// A Ping after the line: the hub sees the Log frame first, or none.
+			go m.Ping(context.Background())
+			env := c.mustRecv()
+			if l := env.GetLog(); toHub {
+				if l.GetLevel() != pb.LogLevel_WARN || l.GetMessage() != "disk nearly full" || l.GetFields()["free"] != "10MB" {
+					t.Errorf("hub got %v, want the Log line", env)
+				}
+			} else if l != nil || env.GetRequest().GetMethod() != "hub.Ping" {
+				t.Errorf("hub got %v, want only the Ping", env)
+			}
+		})
 	}
 }
 
