@@ -76,6 +76,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(newInspectCommand(stdout))
 	root.AddCommand(newKeysCommand(stdout))
 	root.AddCommand(newSignCommand(stdout, stderr))
+	root.AddCommand(newNewCommand(stdout))
 	root.AddCommand(newVerifyCommand(stdout))
 	root.AddCommand(newRunCommand(stdout, stderr))
 	root.AddCommand(newBundleCommand(stdout, stderr))

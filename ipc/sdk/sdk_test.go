@@ -201,14 +201,14 @@ func TestEventsDispatched(t *testing.T) {
 	var blocks, all []uint64
 	lost := make(chan uint64, 4)
 	got := make(chan struct{}, 16)
-	m.OnEvent("node.BlockConnected", func(ctx context.Context, ev *pb.Event) {
+	m.OnEvent("node.BlockConnected", func(ctx context.Context, ev Event) {
 		var b pb.BlockEvent
 		unmarshal(t, ev.GetPayload(), &b)
 		mu.Lock()
 		blocks = append(blocks, b.GetHeight())
 		mu.Unlock()
 	})
-	m.OnEvent(AllEvents, func(ctx context.Context, ev *pb.Event) {
+	m.OnEvent(AllEvents, func(ctx context.Context, ev Event) {
 		mu.Lock()
 		all = append(all, ev.GetSequence())
 		mu.Unlock()
@@ -269,7 +269,7 @@ func TestSlowEventHandlerDoesNotBlockCalls(t *testing.T) {
 	h := newFakeHub(t, true)
 	m, c := h.connect(Options{EventQueue: 2})
 	release := make(chan struct{})
-	m.OnEvent(AllEvents, func(ctx context.Context, ev *pb.Event) {
+	m.OnEvent(AllEvents, func(ctx context.Context, ev Event) {
 		select {
 		case <-release:
 		case <-ctx.Done():
@@ -709,7 +709,7 @@ func TestEventHandlerPanicKeepsDispatching(t *testing.T) {
 	h := newFakeHub(t, true)
 	m, c := h.connect(Options{})
 	got := make(chan uint64, 2)
-	m.OnEvent(AllEvents, func(ctx context.Context, ev *pb.Event) {
+	m.OnEvent(AllEvents, func(ctx context.Context, ev Event) {
 		if ev.GetSequence() == 1 {
 			panic("bad handler")
 		}
