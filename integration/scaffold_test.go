@@ -148,4 +148,3 @@ func (d *daemon) cliUntil(ok func(cliRun) bool, args ...string) cliRun {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
-
