@@ -105,3 +105,33 @@ func TestNewOutsideCheckout(t *testing.T) {
 		t.Errorf("steps outside a checkout:\n%s", out)
 	}
 }
+
+// `go doc ./ipc/sdk` shows the scaffold's main.go as the complete module:
+// the package comment must carry it verbatim, so the two never drift.
+func TestSDKDocShowsTheScaffold(t *testing.T) {
+	files, err := renderScaffold("go", struct{ Name, Steps string }{Name: "hello-blocks"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var main string
+	for _, f := range files {
+		if f.name == "main.go" {
+			main = string(f.data)
+		}
+	}
+	var want strings.Builder
+	for _, l := range strings.Split(strings.TrimRight(main, "\n"), "\n") {
+		if l == "" {
+			want.WriteString("//\n")
+		} else {
+			want.WriteString("//\t" + l + "\n")
+		}
+	}
+	doc, err := os.ReadFile(filepath.Join("..", "..", "ipc", "sdk", "doc.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if main == "" || !strings.Contains(string(doc), want.String()) {
+		t.Errorf("ipc/sdk/doc.go does not carry the scaffold's main.go for hello-blocks; regenerate its code block from newtemplates/go/main.go.tmpl")
+	}
+}

@@ -1,11 +1,3 @@
-// Package sdk is the Go SDK for blvm modules. A module connects to the node's
-// API hub over its socket, calls hub methods, subscribes to events, answers
-// CLI and module-API invocations, and logs; the SDK does the framing, the
-// handshake and the matching of responses to requests.
-//
-// A module runs in a container whose only way out is that socket. Everything
-// the hub refuses comes back as an *Error with a pb.ErrorCode; a refusal never
-// closes the connection.
 package sdk
 
 import (
