@@ -2,7 +2,9 @@ package verify
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"debug/elf"
+	"encoding/hex"
 	"errors"
 	"os"
 	"os/exec"
@@ -12,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/blvm/blvm-sandbox/internal/elftest"
+	"github.com/blvm/blvm-sandbox/manifest"
 )
 
 func TestCheckExecutableCrafted(t *testing.T) {
@@ -134,5 +137,58 @@ func TestCheckExecutableKeepsOffset(t *testing.T) {
 	}
 	if off, _ := f.Seek(0, 1); off != 0 {
 		t.Errorf("offset %d after the check, want 0", off)
+	}
+}
+
+// withBinary re-pins and re-signs the fixture's manifest for bin, so only
+// the ELF check can refuse it.
+func (f *fixture) withBinary(t *testing.T, bin []byte) {
+	t.Helper()
+	f.bin = bin
+	writeFile(t, filepath.Join(f.dir, "example-module"), bin)
+	sum := sha256.Sum256(bin)
+	f.m.Binary = &manifest.Binary{Hash: "sha256:" + hex.EncodeToString(sum[:]), Size: int64(len(bin))}
+	f.sign(t, "alice")
+}
+
+// A signed, correctly hashed binary that cannot run is refused by Verify
+// (the "hash" line names the problem) and never becomes a store entry.
+func TestVerifyRefusesADynamicBinary(t *testing.T) {
+	f := newFixture(t, "1-of-3", "alice")
+	f.withBinary(t, elftest.Build(elftest.Spec{Interp: "/lib64/ld-linux-x86-64.so.2"}))
+	res, err := f.verify(t)
+	want := `module.toml: entry_point "example-module": dynamically linked against /lib64/ld-linux-x86-64.so.2: build with CGO_ENABLED=0 or -static`
+	if err == nil || err.Error() != want || res.OK() {
+		t.Fatalf("Verify = %v, want %q", err, want)
+	}
+	if last := res.Checks[len(res.Checks)-1]; last.Name != "hash" || last.OK || last.Detail != want {
+		t.Errorf("last check %+v", last)
+	}
+	assertNoEntries(t, f.root)
+	if err := CheckSource(f.dir, f.m); err == nil || err.Error() != want {
+		t.Errorf("CheckSource = %v", err)
+	}
+}
+
+// An entry already in the store (sealed before these checks existed) is
+// checked too: it is what the container would exec.
+func TestSealChecksAReusedEntry(t *testing.T) {
+	if !isRoot() {
+		t.Skip("a sound store entry is root-owned")
+	}
+	f := newFixture(t, "1-of-3", "alice")
+	f.withBinary(t, []byte("#!/bin/sh\nexec true\n"))
+	s := &Store{Root: f.root}
+	if err := ensureStoreDir(s.dir()); err != nil {
+		t.Fatal(err)
+	}
+	entry := s.Path(strings.TrimPrefix(f.m.Binary.Hash, "sha256:"))
+	if err := os.WriteFile(entry, f.bin, entryMode); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(entry, entryMode)
+	_, reused, err := s.Seal(f.dir, f.m)
+	if err == nil || reused || !strings.Contains(err.Error(), "is a script (#!/bin/sh)") {
+		t.Fatalf("Seal of a reused script entry = reused %v, %v", reused, err)
 	}
 }
