@@ -178,20 +178,24 @@ that points at the SDK (the path of your checkout in place of /path/to/blvm-sand
 
 `, name, sdkModulePath)
 	}
-	fmt.Fprintf(&b, `Build, sign, install and watch it, from this directory:
+	fmt.Fprintf(&b, `Build, sign and try it, from this directory (docs/modules.md explains each step):
 
-    CGO_ENABLED=0 go build -trimpath -o %[1]s .          # static: the container has no libc
-    blvm-sandbox keys generate --out ~/%[1]s.key          # once; the public key is the last line
-    blvm-sandbox sign --key ~/%[1]s.key --binary %[1]s .  # pins the binary and config.toml, signs
-    blvm-sandbox verify --node-config /etc/blvm-sandbox/node.toml .   # the node pins your key in [trust]
-    blvm-sandbox install --node-config /etc/blvm-sandbox/node.toml .
+    # static: the container has no libc and no loader
+    CGO_ENABLED=0 go build -trimpath -o %[1]s .
+    # once: a maintainer key; pin the public key it prints in node.toml's [trust]
+    blvm-sandbox keys generate --out ~/alice.key
+    # after every build or config change: pin the binary and config.toml, sign
+    blvm-sandbox sign --key ~/alice.key --binary %[1]s .
+    blvm-sandbox verify --node-config node.toml .
+    # alone, in the foreground, in its sandbox on the dev chain
+    blvm-sandbox run --node-config node.toml --root /tmp/%[1]s-root --timeout 30s .
+
+Or into a running daemon (blvm-sandbox up --config node.toml):
+
+    blvm-sandbox install --node-config node.toml .
     blvm-sandbox load %[1]s
     blvm-sandbox logs -f %[1]s
     blvm-sandbox cli %[1]s blocks
-
-Or run it alone in the foreground, on a root of its own:
-
-    blvm-sandbox run --node-config node.toml --root /tmp/%[1]s-root .
 `, name)
 	return b.String()
 }

@@ -63,7 +63,7 @@ func TestNewScaffoldBuilds(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("new: exit %d: %s", code, errOut)
 	}
-	if strings.Contains(out, "go mod init") || !strings.Contains(out, "sign --key ~/hello-blocks.key --binary hello-blocks .") {
+	if strings.Contains(out, "go mod init") || !strings.Contains(out, "sign --key ~/alice.key --binary hello-blocks .") {
 		t.Errorf("steps printed inside the checkout:\n%s", out)
 	}
 	readme, _ := os.ReadFile(filepath.Join(dir, "README.md"))
