@@ -161,8 +161,9 @@ func TestVerifyRefusesADynamicBinary(t *testing.T) {
 	if err == nil || err.Error() != want || res.OK() {
 		t.Fatalf("Verify = %v, want %q", err, want)
 	}
-	if last := res.Checks[len(res.Checks)-1]; last.Name != "hash" || last.OK || last.Detail != want {
-		t.Errorf("last check %+v", last)
+	n := len(res.Checks)
+	if hash, last := res.Checks[n-2], res.Checks[n-1]; hash.Name != "hash" || !hash.OK || last.Name != "executable" || last.OK || last.Detail != want {
+		t.Errorf("last checks %+v %+v", hash, last)
 	}
 	assertNoEntries(t, f.root)
 	if err := CheckSource(f.dir, f.m); err == nil || err.Error() != want {
