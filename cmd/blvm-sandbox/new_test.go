@@ -101,8 +101,31 @@ func TestNewOutsideCheckout(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("new: exit %d: %s", code, errOut)
 	}
-	if !strings.Contains(out, "go mod edit -require github.com/blvm/blvm-sandbox@v0.0.0 -replace github.com/blvm/blvm-sandbox=/path/to/blvm-sandbox") {
-		t.Errorf("steps outside a checkout:\n%s", out)
+	const edit = "go mod edit -require github.com/blvm/blvm-sandbox@v0.0.0 -replace github.com/blvm/blvm-sandbox=/path/to/blvm-sandbox"
+	if !strings.Contains(out, edit) {
+		t.Fatalf("steps outside a checkout:\n%s", out)
+	}
+	if testing.Short() {
+		return
+	}
+	// The printed steps, with this checkout for /path/to/blvm-sandbox, give
+	// a module that builds.
+	checkout, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range [][]string{
+		{"go", "mod", "init", "example.com/lonely"},
+		strings.Fields(strings.ReplaceAll(edit, "/path/to/blvm-sandbox", checkout)),
+		{"go", "mod", "tidy"},
+		{"go", "build", "-trimpath", "-o", "lonely", "."},
+	} {
+		cmd := exec.Command(step[0], step[1:]...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=mod")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", step, err, b)
+		}
 	}
 }
 
