@@ -85,6 +85,7 @@ func TestCheckExecutableToolchains(t *testing.T) {
 	}{
 		{"go CGO_ENABLED=0", []string{"go", "build", "-o", "go-static", "."}, "CGO_ENABLED=0", false, ""},
 		{"go cgo (dynamic)", []string{"go", "build", "-o", "go-dyn", "."}, "CGO_ENABLED=1", true, "dynamically linked against /"},
+		{"go cgo -static", []string{"go", "build", "-ldflags=-linkmode external -extldflags -static", "-o", "go-cgo-static", "."}, "CGO_ENABLED=1", true, ""},
 		{"go static-pie", []string{"go", "build", "-buildmode=pie", "-ldflags=-linkmode external -extldflags -static-pie", "-o", "go-spie", "."}, "CGO_ENABLED=1", true, ""},
 		{"gcc -static", []string{gcc, "-static", "-o", "c-static", "c/c.c"}, "", true, ""},
 		{"gcc -static-pie", []string{gcc, "-static-pie", "-o", "c-spie", "c/c.c"}, "", true, ""},
