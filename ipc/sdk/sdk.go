@@ -50,9 +50,10 @@ type Options struct {
 	// When it is full further events are dropped and counted like the hub's
 	// own drops. Zero means 256.
 	EventQueue int
-	// Logger receives the SDK's own diagnostics (dropped events, handler
-	// panics, protocol oddities). Nil means slog.Default(), which a
-	// container's runtime captures from stderr.
+	// Logger receives the module's Log lines and the SDK's own diagnostics
+	// (dropped events, handler panics, protocol oddities). Nil means
+	// slog.Default(), which writes to stderr: the runtime captures it as
+	// the module's log.
 	Logger *slog.Logger
 	// LogToHub makes Log also send each line to the hub, which writes it to
 	// the node's own log (the daemon's journal), under the module's name
