@@ -67,9 +67,8 @@ func runNew(stdout io.Writer, lang, dir string) error {
 	if err := emptyOrAbsent(abs); err != nil {
 		return badInput(fmt.Errorf("new: %s: %w", termesc.String(dir), err))
 	}
-	root, inCheckout := checkoutRoot(filepath.Dir(abs))
 	data := struct{ Name, Steps string }{Name: name}
-	data.Steps = newSteps(name, root, inCheckout)
+	data.Steps = newSteps(name, inSDKCheckout(filepath.Dir(abs)))
 
 	files, err := renderScaffold(lang, data)
 	if err != nil {
@@ -140,16 +139,15 @@ func renderScaffold(lang string, data any) ([]scaffoldFile, error) {
 	return out, nil
 }
 
-// checkoutRoot finds the nearest go.mod at or above dir and reports
-// whether it is this project's, so the scaffold builds with no go.mod of
-// its own.
-func checkoutRoot(dir string) (string, bool) {
+// inSDKCheckout reports whether the nearest go.mod at or above dir is this
+// project's, so that the scaffold builds with no go.mod of its own.
+func inSDKCheckout(dir string) bool {
 	for d := dir; ; d = filepath.Dir(d) {
 		if b, err := os.ReadFile(filepath.Join(d, "go.mod")); err == nil {
-			return d, goModulePath(b) == sdkModulePath
+			return goModulePath(b) == sdkModulePath
 		}
 		if filepath.Dir(d) == d {
-			return "", false
+			return false
 		}
 	}
 }
@@ -166,7 +164,7 @@ func goModulePath(gomod []byte) string {
 }
 
 // newSteps is the README's and the terminal's list of commands.
-func newSteps(name, root string, inCheckout bool) string {
+func newSteps(name string, inCheckout bool) string {
 	var b strings.Builder
 	if !inCheckout {
 		fmt.Fprintf(&b, `This directory is outside a checkout of blvm-sandbox, so it needs a go.mod
