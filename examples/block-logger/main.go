@@ -50,7 +50,10 @@ func run(ctx context.Context) error {
 	}
 	defer store.Close()
 
-	m, err := sdk.Connect(ctx, sdk.Options{Name: moduleName})
+	// Its lines go to `logs block-logger` as every module's do; LogToHub
+	// also puts them in the node's own log, which is how `make run` shows
+	// blocks arriving in the daemon's output.
+	m, err := sdk.Connect(ctx, sdk.Options{Name: moduleName, LogToHub: true})
 	if err != nil {
 		return err
 	}
