@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/blvm/blvm-sandbox/internal/elftest"
 	"github.com/blvm/blvm-sandbox/manifest"
 	"github.com/blvm/blvm-sandbox/verify"
 )
@@ -29,7 +30,12 @@ func moduleWithBinary(b *testing.B, size int64) (string, *manifest.Manifest) {
 		b.Fatal(err)
 	}
 	h := sha256.New()
-	if _, err := io.CopyN(io.MultiWriter(f, h), rand.Reader, size); err != nil {
+	w := io.MultiWriter(f, h)
+	head := elftest.Static("") // a static ELF header: Seal reads it
+	if _, err := w.Write(head); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := io.CopyN(w, rand.Reader, size-int64(len(head))); err != nil {
 		b.Fatal(err)
 	}
 	if err := f.Close(); err != nil {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/blvm/blvm-sandbox/internal/elftest"
 	"github.com/blvm/blvm-sandbox/nodeconfig"
 	"github.com/blvm/blvm-sandbox/policy"
 	"github.com/blvm/blvm-sandbox/verify"
@@ -18,7 +19,7 @@ import (
 func signedDir(t *testing.T, config string) (string, *nodeconfig.Config) {
 	t.Helper()
 	dir, root := t.TempDir(), t.TempDir()
-	os.WriteFile(filepath.Join(dir, "probe"), []byte("#!/bin/true\n"), 0o755)
+	os.WriteFile(filepath.Join(dir, "probe"), elftest.Static(""), 0o755)
 	os.WriteFile(filepath.Join(dir, "config.toml"), []byte(config), 0o644)
 	key, err := verify.GenerateKey()
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 
+	"github.com/blvm/blvm-sandbox/internal/elftest"
 	"github.com/blvm/blvm-sandbox/manifest"
 	"github.com/blvm/blvm-sandbox/nodeconfig"
 )
@@ -39,7 +40,7 @@ var testNow = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 func newFixture(t testing.TB, threshold string, signers ...string) *fixture {
 	t.Helper()
-	f := &fixture{dir: t.TempDir(), root: t.TempDir(), bin: []byte("#!/bin/true\nmodule binary bytes\n")}
+	f := &fixture{dir: t.TempDir(), root: t.TempDir(), bin: elftest.Static("module binary bytes\n")}
 	writeFile(t, filepath.Join(f.dir, "example-module"), f.bin)
 	sum := sha256.Sum256(f.bin)
 	exp := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
@@ -53,6 +54,9 @@ func SignSource(path string, src []byte, priv *secp256k1.PrivateKey, name, thres
 	if err != nil {
 		return nil, err
 	}
+	if err := checkSignedBinary(filepath.Dir(path), m.EntryPoint, binaryPath); err != nil {
+		return nil, err
+	}
 	digest, err := manifest.SigningDigest(m)
 	if err != nil {
 		return nil, err
@@ -89,6 +93,22 @@ func SignSource(path string, src []byte, priv *secp256k1.PrivateKey, name, thres
 	}
 	out.Threshold = sigs.Threshold
 	return out, nil
+}
+
+// checkSignedBinary refuses to sign a binary that could not run in the
+// container: binaryPath when given, else the entry point in the module dir
+// when it is there (a manifest may be signed before its binary is shipped).
+func checkSignedBinary(dir, entryPoint, binaryPath string) error {
+	if binaryPath == "" {
+		_, err := CheckEntryPoint(dir, entryPoint, goruntime.GOARCH)
+		return err
+	}
+	f, _, err := safefile.OpenPath(binaryPath)
+	if err != nil {
+		return fmt.Errorf("sign: binary: %w", err)
+	}
+	defer f.Close()
+	return CheckExecutable(f, entryPoint, goruntime.GOARCH)
 }
 
 // parseIgnoringSignatures parses src, ignoring problems in [signatures],

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/blvm/blvm-sandbox/internal/elftest"
 )
 
 // sign pins the config.toml beside module.toml with the binary, and a
@@ -13,7 +15,7 @@ func TestSignSourcePinsConfig(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "module.toml")
 	src := []byte("name = \"probe\"\nversion = \"1.0.0\"\nentry_point = \"probe\"\n")
-	writeFile(t, filepath.Join(dir, "probe"), []byte("bin"))
+	writeFile(t, filepath.Join(dir, "probe"), elftest.Static("bin"))
 	writeFile(t, filepath.Join(dir, "config.toml"), []byte(shippedConfig))
 	a, err := SignSource(path, src, testKey("alice"), "alice", "2-of-3", filepath.Join(dir, "probe"))
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -89,6 +90,11 @@ func (s *Store) Seal(moduleDir string, m *manifest.Manifest) (path string, reuse
 	path = filepath.Join(dir, want)
 	switch err := entrySound(path, size); {
 	case err == nil:
+		// An entry sealed before the ELF checks existed is checked too:
+		// it is what the container will exec.
+		if err := checkEntryFile(path, m.EntryPoint); err != nil {
+			return "", false, err
+		}
 		return path, true, nil
 	case !errors.Is(err, os.ErrNotExist):
 		return "", false, err
@@ -111,6 +117,12 @@ func (s *Store) Seal(moduleDir string, m *manifest.Manifest) (path string, reuse
 		}
 	}()
 	if err = hashFrom(src, size, want, tmp); err != nil {
+		return "", false, err
+	}
+	// The signed bytes, read back from the copy before it gets its name: a
+	// hash mismatch is named first, and a binary that cannot run in the
+	// container never becomes a store entry.
+	if err = CheckExecutable(tmp, m.EntryPoint, goruntime.GOARCH); err != nil {
 		return "", false, err
 	}
 	if err = sealFile(tmp); err != nil {
@@ -178,7 +190,20 @@ func CheckSource(moduleDir string, m *manifest.Manifest) error {
 		return err
 	}
 	defer src.Close()
-	return hashFrom(src, size, want, io.Discard)
+	if err := hashFrom(src, size, want, io.Discard); err != nil {
+		return err
+	}
+	return CheckExecutable(src, m.EntryPoint, goruntime.GOARCH)
+}
+
+// checkEntryFile runs CheckExecutable on an existing store entry.
+func checkEntryFile(path, entryPoint string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	defer f.Close()
+	return CheckExecutable(f, entryPoint, goruntime.GOARCH)
 }
 
 // sealFile makes the temp file durable, read-only and root-owned before it

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"time"
 
@@ -77,7 +78,9 @@ func (r *Result) add(name string, err error, okDetail string) {
 //  4. rollback: the version against the high-water mark;
 //  5. config: the shipped config.toml against [config], read once;
 //  6. hash: the entry point hashed from one fd while copied into the store
-//     (and, with Options.CheckSource, re-hashed when the entry exists).
+//     (and, with Options.CheckSource, re-hashed when the entry exists);
+//  7. executable: the hashed bytes' ELF header (CheckExecutable): a binary
+//     that cannot run in the container is never sealed.
 //
 // Checks 1-4 read only the manifest. Nothing in the module dir is opened
 // unless they all pass, so an unsigned or refused manifest never gets
@@ -153,7 +156,18 @@ func Verify(moduleDir string, m *manifest.Manifest, cfg *nodeconfig.Config, opt 
 			hashOK = fmt.Sprintf("%s, %d bytes, already sealed at %s", m.Binary.Hash, m.Binary.Size, path)
 		}
 	}
-	res.add("hash", err, hashOK)
+	// The ELF check runs on the bytes that hashed right, so a refusal there
+	// is its own line after an "ok" hash.
+	var notExec *NotExecutableError
+	if errors.As(err, &notExec) {
+		res.add("hash", nil, fmt.Sprintf("%s, %d bytes, matches the manifest", m.Binary.Hash, m.Binary.Size))
+		res.add("executable", err, "")
+	} else {
+		res.add("hash", err, hashOK)
+		if err == nil {
+			res.add("executable", nil, fmt.Sprintf("%s: a static executable for %s", m.EntryPoint, goruntime.GOARCH))
+		}
+	}
 	if err != nil {
 		res.Config = nil
 		return res, err

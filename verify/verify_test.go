@@ -25,6 +25,7 @@ func TestVerifyChecksInOrder(t *testing.T) {
 		{"rollback", true, "1.0.0: first load of example-module"},
 		{"config", true, "no config.toml shipped, none pinned"},
 		{"hash", true, f.m.Binary.Hash},
+		{"executable", true, "example-module: a static executable for "},
 	}
 	if len(res.Checks) != len(want) {
 		t.Fatalf("checks %+v", res.Checks)

@@ -22,6 +22,7 @@ import (
 	"github.com/blvm/blvm-sandbox/nodeconfig"
 	"github.com/blvm/blvm-sandbox/policy"
 	"github.com/blvm/blvm-sandbox/runtime"
+	"github.com/blvm/blvm-sandbox/verify"
 )
 
 type explainFlags struct {
@@ -97,11 +98,20 @@ type compiled struct {
 	// operator lists the capabilities compiled in although the operator's
 	// ceiling or denies refuse them.
 	operator []capabilities.Refusal
+	// notExec is why the entry point could not run in the container, or nil.
+	notExec error
 }
 
 // operatorRefused is the exit-1 answer for a policy the operator's
 // settings would refuse, or nil.
 func (c *compiled) operatorRefused() error {
+	if c.notExec != nil {
+		return errors.Join(refused(c.notExec), c.capabilitiesRefused())
+	}
+	return c.capabilitiesRefused()
+}
+
+func (c *compiled) capabilitiesRefused() error {
 	if len(c.operator) == 0 {
 		return nil
 	}
@@ -291,11 +301,23 @@ func compileTarget(f *explainFlags, cmd *cobra.Command, target string) (*compile
 	if err != nil {
 		return nil, err
 	}
+	// The binary, when the dir has one, is read as the load would: one that
+	// cannot run in the container is a refusal (exit 1), shown with its fix.
+	var notExec error
+	if path != target {
+		_, notExec = verify.CheckEntryPoint(target, m.EntryPoint, host.Arch)
+		var ne *verify.NotExecutableError
+		if errors.As(notExec, &ne) {
+			refusals = append(refusals, manifest.Problem{File: manifest.FileName, Line: m.Lines["entry_point"], Field: "entry_point", Message: fmt.Sprintf("%q %s: %s", ne.EntryPoint, ne.Problem, ne.Fix)})
+		} else if notExec != nil {
+			return nil, notExec
+		}
+	}
 	p, err := policy.Compile(m, set, cfg, host)
 	if err != nil {
 		return nil, err
 	}
-	return &compiled{manifest: m, config: cfg, policy: p, refusals: refusals, operator: operator}, nil
+	return &compiled{manifest: m, config: cfg, policy: p, refusals: refusals, operator: operator, notExec: notExec}, nil
 }
 
 // hostFacts detects this machine's facts, then applies any flag overrides,

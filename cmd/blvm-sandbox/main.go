@@ -77,6 +77,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(newKeysCommand(stdout))
 	root.AddCommand(newSignCommand(stdout, stderr))
 	root.AddCommand(newSignPaymentCommand(stdout, stderr))
+	root.AddCommand(newNewCommand(stdout))
 	root.AddCommand(newVerifyCommand(stdout))
 	root.AddCommand(newRunCommand(stdout, stderr))
 	root.AddCommand(newRecordCommand(stdout, stderr))

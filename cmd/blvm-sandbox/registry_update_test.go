@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/blvm/blvm-sandbox/internal/elftest"
 	"github.com/blvm/blvm-sandbox/registry/market"
 	"github.com/blvm/blvm-sandbox/registry/server"
 	"github.com/blvm/blvm-sandbox/verify"
@@ -28,7 +29,7 @@ func probeRelease(t *testing.T, base, version string, caps ...string) string {
 	}
 	m := fmt.Sprintf("name = \"probe\"\nversion = %q\nentry_point = \"probe\"\ncapabilities = [%s]\n", version, strings.Join(q, ", "))
 	os.WriteFile(filepath.Join(dir, "module.toml"), []byte(m), 0o644)
-	os.WriteFile(filepath.Join(dir, "probe"), []byte("#!/bin/true\nprobe "+version+"\n"), 0o755)
+	os.WriteFile(filepath.Join(dir, "probe"), elftest.Static("probe "+version+"\n"), 0o755)
 	for _, k := range []string{"alice", "bob"} {
 		if _, errOut, code := cli(t, "sign", "--key", filepath.Join(base, k+".key"), "--binary", filepath.Join(dir, "probe"), "--threshold", "2-of-3", dir); code != 0 {
 			t.Fatalf("sign probe %s: %s", version, errOut)
@@ -170,7 +171,7 @@ func TestPaymentSignatureCheckedByVerifyAndPublish(t *testing.T) {
 		os.MkdirAll(dir, 0o755)
 		m := fmt.Sprintf("name = \"probe\"\nversion = \"2.0.0\"\nentry_point = \"probe\"\ncapabilities = [\"read_blockchain\"]\n[payment]\nrequired = true\nprice_sats = 500\nauthor_payment_code = %q\ncommons_payment_code = %q\npayment_signature = %q\n", pc, pc, tc.sig)
 		os.WriteFile(filepath.Join(dir, "module.toml"), []byte(m), 0o644)
-		os.WriteFile(filepath.Join(dir, "probe"), []byte("#!/bin/true\npaid\n"), 0o755)
+		os.WriteFile(filepath.Join(dir, "probe"), elftest.Static("paid\n"), 0o755)
 		for _, k := range []string{"alice", "bob"} {
 			if _, errOut, code := cli(t, "sign", "--key", filepath.Join(base, k+".key"), "--binary", filepath.Join(dir, "probe"), "--threshold", "2-of-3", dir); code != 0 {
 				t.Fatalf("sign: %s", errOut)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/blvm/blvm-sandbox/internal/elftest"
 	"github.com/blvm/blvm-sandbox/registry/market"
 	"github.com/blvm/blvm-sandbox/verify"
 )
@@ -35,7 +36,7 @@ func TestSignPaymentThenMaintainers(t *testing.T) {
 	draft := fmt.Sprintf("name = \"probe\"\nversion = \"2.0.0\"\nentry_point = \"probe\"\ncapabilities = [\"read_blockchain\"]\n\n# the terms\n[payment]\nrequired = true\nprice_sats = 1000\nauthor_payment_code = %q\ncommons_payment_code = %q\n", pc, pc)
 	manifestPath := filepath.Join(dir, "module.toml")
 	os.WriteFile(manifestPath, []byte(draft), 0o644)
-	os.WriteFile(filepath.Join(dir, "probe"), []byte("#!/bin/true\npaid\n"), 0o755)
+	os.WriteFile(filepath.Join(dir, "probe"), elftest.Static("paid"), 0o755)
 
 	if _, errOut, code := cli(t, "sign-payment", "--key", filepath.Join(base, "alice.key"), dir); code != 2 || !strings.Contains(errOut, "is not the key of author_payment_code") {
 		t.Fatalf("another key: exit %d %s", code, errOut)

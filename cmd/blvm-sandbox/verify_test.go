@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/blvm/blvm-sandbox/internal/elftest"
 )
 
 // cli runs the CLI in-process and returns stdout, stderr and the exit code.
@@ -42,7 +44,7 @@ func signedModule(t *testing.T) (dir, nodeConfig, root string) {
 	if err := os.WriteFile(filepath.Join(dir, "module.toml"), []byte(manifest), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "probe"), []byte("#!/bin/true\nthe module's bytes\n"), 0o755); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "probe"), elftest.Static("the module's bytes\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"alice", "bob"} {

@@ -13,12 +13,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"path/filepath"
 	"strconv"
 	"text/tabwriter"
 	"time"
-
-	"google.golang.org/protobuf/proto"
 
 	"github.com/blvm/blvm-sandbox/ipc/pb"
 	"github.com/blvm/blvm-sandbox/ipc/sdk"
@@ -42,30 +39,39 @@ func run(ctx context.Context) error {
 	if err := sdk.LoadConfig("", &cfg); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	store, err := OpenStore(filepath.Join(sdk.DataDir(), "db", "blocks.db"))
+	db, err := sdk.OpenDB("blocks.db") // /data/db/blocks.db, in the merged database_backend
 	if err != nil {
+		return err
+	}
+	store, err := NewStore(db)
+	if err != nil {
+		db.Close()
 		return err
 	}
 	defer store.Close()
 
-	m, err := sdk.Connect(ctx, sdk.Options{Name: moduleName, LogLocal: true})
+	// Its lines go to `logs block-logger` as every module's do; LogToHub
+	// also puts them in the node's own log, which is how `make run` shows
+	// blocks arriving in the daemon's output.
+	m, err := sdk.Connect(ctx, sdk.Options{Name: moduleName, LogToHub: true})
 	if err != nil {
 		return err
 	}
 	defer m.Close()
 	l := &logger{m: m, store: store}
 
-	m.OnEvent("node.BlockConnected", func(ctx context.Context, ev *pb.Event) {
-		var b pb.BlockEvent
-		if err := decode(ev, &b); err != nil {
+	m.OnEvent(sdk.EventBlockConnected, func(ctx context.Context, ev sdk.Event) {
+		b, err := ev.Block()
+		if err != nil {
 			m.Warn("bad BlockConnected payload", "err", err.Error())
 			return
 		}
 		l.record(ctx, b.GetHash(), "event")
 	})
-	m.OnEvent("node.BlockDisconnected", func(ctx context.Context, ev *pb.Event) {
-		var b pb.BlockEvent
-		if err := decode(ev, &b); err != nil {
+	m.OnEvent(sdk.EventBlockDisconnected, func(ctx context.Context, ev sdk.Event) {
+		b, err := ev.Block()
+		if err != nil {
+			m.Warn("bad BlockDisconnected payload", "err", err.Error())
 			return
 		}
 		if removed, err := store.Disconnect(b.GetHeight(), b.GetHash()); err != nil {
@@ -98,7 +104,7 @@ func run(ctx context.Context) error {
 		return err
 	}
 	// Subscribe before backfilling, so no block falls between the two.
-	if err := m.Subscribe(ctx, "node.BlockConnected", "node.BlockDisconnected"); err != nil {
+	if err := m.Subscribe(ctx, sdk.EventBlockConnected, sdk.EventBlockDisconnected); err != nil {
 		return err
 	}
 	l.backfill(ctx, cfg.Backfill)
@@ -195,10 +201,6 @@ func formatRecent(recs []BlockRecord) []byte {
 	}
 	w.Flush()
 	return buf.Bytes()
-}
-
-func decode(ev *pb.Event, v *pb.BlockEvent) error {
-	return proto.Unmarshal(ev.GetPayload(), v)
 }
 
 func u64(v uint64) string { return strconv.FormatUint(v, 10) }

@@ -4,9 +4,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -27,23 +24,14 @@ type Store struct {
 	db *bolt.DB
 }
 
-// OpenStore opens (or creates) the database at path.
-func OpenStore(path string) (*Store, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
-	}
-	// A timeout, not a hang, if another process holds the file lock.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
-	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
+// NewStore keeps its records in db (sdk.OpenDB), creating its bucket.
+func NewStore(db *bolt.DB) (*Store, error) {
+	err := db.Update(func(tx *bolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(blocksBucket)
 		return err
 	})
 	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open store %s: %w", path, err)
+		return nil, fmt.Errorf("open store %s: %w", db.Path(), err)
 	}
 	return &Store{db: db}, nil
 }

@@ -2,18 +2,15 @@ package main
 
 import (
 	"fmt"
-	"path/filepath"
 	"testing"
 
 	"github.com/blvm/blvm-sandbox/ipc/sdk"
 )
 
 func TestStore(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "db", "blocks.db")
-	s, err := OpenStore(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Setenv(sdk.EnvDataDir, t.TempDir())
+	t.Setenv(sdk.EnvConfig, "config.toml") // the shipped one: database_backend = "bbolt"
+	s := openStore(t)
 	for h := uint64(1); h <= 12; h++ {
 		if err := s.Put(BlockRecord{Height: h, Hash: fmt.Sprintf("h%d", h), Time: int64(1000 + h), TxCount: int(h)}); err != nil {
 			t.Fatal(err)
@@ -40,15 +37,25 @@ func TestStore(t *testing.T) {
 	}
 	// Survives a reopen.
 	s.Close()
-	s, err = OpenStore(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s = openStore(t)
 	defer s.Close()
 	got, _ = s.Recent(100)
 	if len(got) != 11 || got[0].Height != 11 || got[0].TxCount != 11 {
 		t.Errorf("after reopen: %+v", got)
 	}
+}
+
+func openStore(t *testing.T) *Store {
+	t.Helper()
+	db, err := sdk.OpenDB("blocks.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewStore(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 func heights(rs []BlockRecord) []uint64 {

@@ -15,7 +15,6 @@ import (
 	"sync"
 	"text/tabwriter"
 
-	"github.com/blvm/blvm-sandbox/ipc/pb"
 	"github.com/blvm/blvm-sandbox/ipc/sdk"
 )
 
@@ -28,16 +27,16 @@ func run(ctx context.Context) error {
 	if err := sdk.LoadConfig("", &cfg); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	m, err := sdk.Connect(ctx, sdk.Options{Name: moduleName, LogLocal: true})
+	m, err := sdk.Connect(ctx, sdk.Options{Name: moduleName})
 	if err != nil {
 		return err
 	}
 	defer m.Close()
 	v := &voter{m: m, cfg: cfg, voted: map[string]string{}}
 
-	sweep := func(ctx context.Context, _ *pb.Event) { v.sweep(ctx) }
-	m.OnEvent("governance.ProposalCreated", sweep)
-	m.OnEvent("node.BlockConnected", sweep) // a proposal opens at its start height
+	sweep := func(ctx context.Context, _ sdk.Event) { v.sweep(ctx) }
+	m.OnEvent(sdk.EventProposalCreated, sweep)
+	m.OnEvent(sdk.EventBlockConnected, sweep) // a proposal opens at its start height
 	err = m.HandleCLI(ctx, sdk.CLISpec{
 		About:    "The governance-voter module's votes",
 		Commands: []sdk.CLICommand{{Name: "status", About: "proposals, this node's decision and the tally", Usage: "status"}},
@@ -51,7 +50,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := m.Subscribe(ctx, "governance.ProposalCreated", "node.BlockConnected"); err != nil {
+	if err := m.Subscribe(ctx, sdk.EventProposalCreated, sdk.EventBlockConnected); err != nil {
 		return err
 	}
 	v.sweep(ctx)

@@ -17,9 +17,6 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
-	"github.com/blvm/blvm-sandbox/ipc/pb"
 	"github.com/blvm/blvm-sandbox/ipc/sdk"
 )
 
@@ -45,16 +42,17 @@ func run(ctx context.Context) error {
 	if len(distinctSorted(cfg.AuxChains)) == 0 {
 		return fmt.Errorf("config: aux_chains is empty")
 	}
-	m, err := sdk.Connect(ctx, sdk.Options{Name: moduleName, LogLocal: true})
+	m, err := sdk.Connect(ctx, sdk.Options{Name: moduleName})
 	if err != nil {
 		return err
 	}
 	defer m.Close()
 	mm := &merger{m: m, cfg: cfg}
 
-	m.OnEvent("node.BlockConnected", func(ctx context.Context, ev *pb.Event) {
-		var b pb.BlockEvent
-		if err := proto.Unmarshal(ev.GetPayload(), &b); err != nil {
+	m.OnEvent(sdk.EventBlockConnected, func(ctx context.Context, ev sdk.Event) {
+		b, err := ev.Block()
+		if err != nil {
+			m.Warn("bad BlockConnected payload", "err", err.Error())
 			return
 		}
 		// stratum-v2 refreshes on the same event; give it a moment.
@@ -69,7 +67,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := m.Subscribe(ctx, "node.BlockConnected"); err != nil {
+	if err := m.Subscribe(ctx, sdk.EventBlockConnected); err != nil {
 		return err
 	}
 	mm.update(ctx)

@@ -40,14 +40,14 @@ func run(ctx context.Context) error {
 	if cfg.PoolFeePercent < 0 || cfg.PoolFeePercent > 100 {
 		return fmt.Errorf("pool_fee_percent %v: want 0 to 100", cfg.PoolFeePercent)
 	}
-	m, err := sdk.Connect(ctx, sdk.Options{Name: moduleName, LogLocal: true})
+	m, err := sdk.Connect(ctx, sdk.Options{Name: moduleName})
 	if err != nil {
 		return err
 	}
 	defer m.Close()
 	s := &server{m: m, cfg: cfg}
 
-	m.OnEvent("node.BlockConnected", func(ctx context.Context, _ *pb.Event) { s.refresh(ctx) })
+	m.OnEvent(sdk.EventBlockConnected, func(ctx context.Context, _ sdk.Event) { s.refresh(ctx) })
 	m.HandleAPI("GetTemplate", func(ctx context.Context, caller sdk.Caller, _ []byte) ([]byte, error) {
 		t := s.current()
 		if t == nil {

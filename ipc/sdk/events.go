@@ -10,11 +10,12 @@ import (
 	"github.com/blvm/blvm-sandbox/ipc/pb"
 )
 
-// EventHandler handles one event. ctx is cancelled when the connection
+// EventHandler handles one event; ev.Block() and its siblings decode the
+// hub's payloads. ctx is cancelled when the connection
 // ends. Handlers run one at a time, in delivery order; one that blocks
 // delays the events behind it (which are dropped and counted once the
 // queue is full), so hand long work to a goroutine.
-type EventHandler func(ctx context.Context, ev *pb.Event)
+type EventHandler func(ctx context.Context, ev Event)
 
 // AllEvents registers a handler for every event type.
 const AllEvents = "*"
@@ -131,7 +132,7 @@ func (m *Module) runEventHandler(h EventHandler, ev *pb.Event) {
 			m.log.Error("event handler panicked", "type", ev.GetType(), "panic", fmt.Sprint(r))
 		}
 	}()
-	h(m.ctx, ev)
+	h(m.ctx, Event{ev})
 }
 
 func (m *Module) runDropped(fn func(context.Context, uint64), n uint64) {

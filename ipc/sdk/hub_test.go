@@ -133,7 +133,7 @@ func TestWithHub(t *testing.T) {
 
 	// Events.
 	got := make(chan *pb.BlockEvent, 1)
-	provider.OnEvent("node.BlockConnected", func(ctx context.Context, ev *pb.Event) {
+	provider.OnEvent("node.BlockConnected", func(ctx context.Context, ev sdk.Event) {
 		var b pb.BlockEvent
 		if err := proto.Unmarshal(ev.GetPayload(), &b); err == nil {
 			got <- &b
@@ -164,7 +164,7 @@ func TestHundredModulesWithHub(t *testing.T) {
 	for i := range mods {
 		mods[i] = th.connect(fmt.Sprintf("mod-%03d", i), "read_blockchain", "subscribe_events")
 		var once sync.Once
-		mods[i].OnEvent("node.BlockConnected", func(context.Context, *pb.Event) { once.Do(got.Done) })
+		mods[i].OnEvent("node.BlockConnected", func(context.Context, sdk.Event) { once.Do(got.Done) })
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -1,11 +1,3 @@
-// Package sdk is the Go SDK for blvm modules. A module connects to the node's
-// API hub over its socket, calls hub methods, subscribes to events, answers
-// CLI and module-API invocations, and logs; the SDK does the framing, the
-// handshake and the matching of responses to requests.
-//
-// A module runs in a container whose only way out is that socket. Everything
-// the hub refuses comes back as an *Error with a pb.ErrorCode; a refusal never
-// closes the connection.
 package sdk
 
 import (
@@ -58,13 +50,19 @@ type Options struct {
 	// When it is full further events are dropped and counted like the hub's
 	// own drops. Zero means 256.
 	EventQueue int
-	// Logger receives the SDK's own diagnostics (dropped events, handler
-	// panics, protocol oddities). Nil means slog.Default(), which a
-	// container's runtime captures from stderr.
+	// Logger receives the module's Log lines and the SDK's own diagnostics
+	// (dropped events, handler panics, protocol oddities). Nil means
+	// slog.Default(), which writes to stderr: the runtime captures it as
+	// the module's log.
 	Logger *slog.Logger
-	// LogLocal makes Log also write each line to Logger, so that it lands in
-	// the module's captured stderr (logs/<name>.log) as well as the hub's log.
-	LogLocal bool
+	// LogToHub makes Log also send each line to the hub, which writes it to
+	// the node's own log (the daemon's journal), under the module's name
+	// and charged to its log budget. Without it, Log writes to Logger only:
+	// the module's stderr, which the runtime captures as logs/<name>.log,
+	// what `blvm-sandbox logs NAME` and `run` show. That is where an
+	// operator looks for one module's lines, so it is the default; the
+	// node's log is shared by every module and the daemon.
+	LogToHub bool
 }
 
 // Module is a connection to the hub. Its methods are safe for concurrent use.
@@ -73,8 +71,8 @@ type Module struct {
 	welcome  *pb.Welcome
 	maxFrame int
 	log      *slog.Logger // the SDK's own diagnostics
-	local    *slog.Logger // the module's Log lines, when mirrored or not sent
-	logLocal bool
+	local    *slog.Logger // the module's Log lines: always written here
+	logToHub bool
 
 	nextID   atomic.Uint64
 	inflight chan struct{} // semaphore for requests awaiting a response
@@ -158,7 +156,7 @@ func newModule(conn net.Conn, w *pb.Welcome, opts Options) *Module {
 		maxFrame: ipc.ClampMaxFrame(int(w.GetMaxFrameBytes())),
 		log:      logger.With("component", "blvm-sdk", "module", w.GetModuleId()),
 		local:    logger.With("module", w.GetModuleId()),
-		logLocal: opts.LogLocal,
+		logToHub: opts.LogToHub,
 		inflight: make(chan struct{}, inflight),
 		pending:  make(map[uint64]chan *pb.Response),
 		writeq:   make(chan []byte, 64),
@@ -410,10 +408,24 @@ func (m *Module) roundTrip(ctx context.Context, build func(id uint64) *pb.Envelo
 	}
 }
 
-// Log sends a structured log line to the hub; kv are alternating keys and
-// values. It never blocks: if the connection is gone or backed up, the line
-// goes to the local logger instead.
+// Log writes a structured log line to Options.Logger (by default the
+// module's stderr, which is `blvm-sandbox logs NAME`); kv are alternating
+// keys and values. With Options.LogToHub it is also sent to the hub for the
+// node's log. It never blocks: a line the hub connection cannot take at
+// once is not sent, and is still written locally.
 func (m *Module) Log(level pb.LogLevel, msg string, kv ...string) {
+	args := make([]any, 0, len(kv))
+	for _, s := range kv {
+		args = append(args, s)
+	}
+	m.local.Log(context.Background(), slogLevel(level), msg, args...)
+	if m.logToHub {
+		m.sendLog(level, msg, kv)
+	}
+}
+
+// sendLog queues a Log frame for the hub if the writer can take it now.
+func (m *Module) sendLog(level pb.LogLevel, msg string, kv []string) {
 	fields := make(map[string]string, len(kv)/2)
 	for i := 0; i+1 < len(kv); i += 2 {
 		fields[kv[i]] = kv[i+1]
@@ -422,23 +434,14 @@ func (m *Module) Log(level pb.LogLevel, msg string, kv ...string) {
 		fields["!BADKEY"] = kv[len(kv)-1]
 	}
 	env := &pb.Envelope{Body: &pb.Envelope_Log{Log: &pb.Log{Level: level, Message: msg, Fields: fields}}}
-	sent := false
 	frame, err := ipc.MarshalEnvelope(env, m.maxFrame)
-	if err == nil && m.Err() == nil {
-		select {
-		case m.writeq <- frame:
-			sent = true
-		default:
-		}
-	}
-	if sent && !m.logLocal {
+	if err != nil || m.Err() != nil {
 		return
 	}
-	args := make([]any, 0, len(kv))
-	for _, s := range kv {
-		args = append(args, s)
+	select {
+	case m.writeq <- frame:
+	default:
 	}
-	m.local.Log(context.Background(), slogLevel(level), msg, args...)
 }
 
 // Debug, Info, Warn and Error are Log at that level.

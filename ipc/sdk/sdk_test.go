@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/blvm/blvm-sandbox/internal/syncbuf"
 	"github.com/blvm/blvm-sandbox/ipc"
 	"github.com/blvm/blvm-sandbox/ipc/pb"
 	"github.com/blvm/blvm-sandbox/policy"
@@ -199,14 +201,14 @@ func TestEventsDispatched(t *testing.T) {
 	var blocks, all []uint64
 	lost := make(chan uint64, 4)
 	got := make(chan struct{}, 16)
-	m.OnEvent("node.BlockConnected", func(ctx context.Context, ev *pb.Event) {
+	m.OnEvent("node.BlockConnected", func(ctx context.Context, ev Event) {
 		var b pb.BlockEvent
 		unmarshal(t, ev.GetPayload(), &b)
 		mu.Lock()
 		blocks = append(blocks, b.GetHeight())
 		mu.Unlock()
 	})
-	m.OnEvent(AllEvents, func(ctx context.Context, ev *pb.Event) {
+	m.OnEvent(AllEvents, func(ctx context.Context, ev Event) {
 		mu.Lock()
 		all = append(all, ev.GetSequence())
 		mu.Unlock()
@@ -267,7 +269,7 @@ func TestSlowEventHandlerDoesNotBlockCalls(t *testing.T) {
 	h := newFakeHub(t, true)
 	m, c := h.connect(Options{EventQueue: 2})
 	release := make(chan struct{})
-	m.OnEvent(AllEvents, func(ctx context.Context, ev *pb.Event) {
+	m.OnEvent(AllEvents, func(ctx context.Context, ev Event) {
 		select {
 		case <-release:
 		case <-ctx.Done():
@@ -479,10 +481,31 @@ func TestPublishAndLog(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	m.Warn("disk nearly full", "free", "10MB")
-	l := c.mustRecv().GetLog()
-	if l.GetLevel() != pb.LogLevel_WARN || l.GetMessage() != "disk nearly full" || l.GetFields()["free"] != "10MB" {
-		t.Errorf("log = %v", l)
+}
+
+// By default a line goes to the module's stderr (Logger), which the
+// runtime captures for `logs`, and not to the hub; LogToHub adds the hub.
+func TestLogGoesToStderrByDefault(t *testing.T) {
+	for _, toHub := range []bool{false, true} {
+		t.Run(fmt.Sprintf("LogToHub=%v", toHub), func(t *testing.T) {
+			h := newFakeHub(t, true)
+			var local syncbuf.Buffer
+			m, c := h.connect(Options{LogToHub: toHub, Logger: slog.New(slog.NewTextHandler(&local, nil))})
+			m.Warn("disk nearly full", "free", "10MB")
+			if got := local.String(); !strings.Contains(got, `level=WARN msg="disk nearly full" module=demo#1 free=10MB`) {
+				t.Errorf("local log = %q", got)
+			}
+			// A Ping after the line: the hub sees the Log frame first, or none.
+			go m.Ping(context.Background())
+			env := c.mustRecv()
+			if l := env.GetLog(); toHub {
+				if l.GetLevel() != pb.LogLevel_WARN || l.GetMessage() != "disk nearly full" || l.GetFields()["free"] != "10MB" {
+					t.Errorf("hub got %v, want the Log line", env)
+				}
+			} else if l != nil || env.GetRequest().GetMethod() != "hub.Ping" {
+				t.Errorf("hub got %v, want only the Ping", env)
+			}
+		})
 	}
 }
 
@@ -686,7 +709,7 @@ func TestEventHandlerPanicKeepsDispatching(t *testing.T) {
 	h := newFakeHub(t, true)
 	m, c := h.connect(Options{})
 	got := make(chan uint64, 2)
-	m.OnEvent(AllEvents, func(ctx context.Context, ev *pb.Event) {
+	m.OnEvent(AllEvents, func(ctx context.Context, ev Event) {
 		if ev.GetSequence() == 1 {
 			panic("bad handler")
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 
+	"github.com/blvm/blvm-sandbox/internal/elftest"
 	"github.com/blvm/blvm-sandbox/manifest"
 	"github.com/blvm/blvm-sandbox/nodeconfig"
 	"github.com/blvm/blvm-sandbox/policy"
@@ -78,7 +79,7 @@ func (w *world) module(name, version string, deps map[string]string, signers []*
 	dir := filepath.Join(w.t.TempDir(), name+"-"+version)
 	os.MkdirAll(dir, 0o755)
 	bin := filepath.Join(dir, name)
-	if err := os.WriteFile(bin, []byte("#!/bin/false\n"+name+" "+version+"\n"), 0o755); err != nil {
+	if err := os.WriteFile(bin, elftest.Static(name+" "+version+"\n"), 0o755); err != nil {
 		w.t.Fatal(err)
 	}
 	var b strings.Builder

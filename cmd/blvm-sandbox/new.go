@@ -1,0 +1,199 @@
+package main
+
+import (
+	"bytes"
+	"embed"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/template"
+
+	"github.com/spf13/cobra"
+
+	"github.com/blvm/blvm-sandbox/internal/termesc"
+	"github.com/blvm/blvm-sandbox/manifest"
+)
+
+// newtemplates/<lang>/<file>.tmpl are the files `new` writes, as <file>.
+//
+//go:embed newtemplates
+var newTemplates embed.FS
+
+// sdkModulePath is this project's Go module: a scaffold inside a checkout
+// builds against it with no go.mod of its own.
+const sdkModulePath = "github.com/blvm/blvm-sandbox"
+
+func newNewCommand(stdout io.Writer) *cobra.Command {
+	var lang string
+	cmd := &cobra.Command{
+		Use:   "new [--lang go] DIR",
+		Short: "Write a new module directory that builds at once",
+		Long: `new writes DIR/module.toml (the least capabilities its code needs),
+DIR/main.go (a module on the Go SDK that subscribes to blocks, keeps its own
+database and registers one CLI command), DIR/config.toml and DIR/README.md
+with the commands to build, sign, install and watch it. The module is named
+after DIR's last path element, which must follow the module-name rule.
+Inside a checkout of blvm-sandbox it builds with plain 'go build'; outside,
+README.md says how to point a go.mod at the SDK. docs/modules.md is the
+reference.
+
+Exit codes: 0 written; 2 bad input (a bad name, DIR exists and is not
+empty, an unknown --lang).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runNew(stdout, lang, args[0])
+		},
+	}
+	cmd.Flags().StringVar(&lang, "lang", "go", "language of the scaffold (go)")
+	return cmd
+}
+
+func runNew(stdout io.Writer, lang, dir string) error {
+	if lang != "go" {
+		return badInput(fmt.Errorf("new: --lang %q: only \"go\" has a scaffold; docs/modules.md says what a module in another language must do", termesc.String(lang)))
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return badInput(fmt.Errorf("new: %w", err))
+	}
+	name := filepath.Base(abs)
+	if !manifest.ValidModuleName(name) {
+		return badInput(fmt.Errorf("new: %s: module name %q (the directory's last element): want lowercase letters, digits and '-', starting with a letter or digit, at most 63", termesc.String(dir), termesc.String(name)))
+	}
+	if err := emptyOrAbsent(abs); err != nil {
+		return badInput(fmt.Errorf("new: %s: %w", termesc.String(dir), err))
+	}
+	data := struct{ Name, Steps string }{Name: name}
+	data.Steps = newSteps(name, inSDKCheckout(filepath.Dir(abs)))
+
+	files, err := renderScaffold(lang, data)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return fmt.Errorf("new: %w", err)
+	}
+	for _, f := range files {
+		// O_EXCL: a file that appeared meanwhile is never overwritten.
+		fh, err := os.OpenFile(filepath.Join(abs, f.name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			return fmt.Errorf("new: %w", err)
+		}
+		_, err = fh.Write(f.data)
+		if cerr := fh.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("new: %w", err)
+		}
+	}
+	fmt.Fprintf(stdout, "wrote module %s in %s (module.toml, main.go, config.toml, README.md)\n\n%s", name, abs, data.Steps)
+	return nil
+}
+
+// emptyOrAbsent refuses a DIR that holds anything, or is not a directory.
+func emptyOrAbsent(dir string) error {
+	entries, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	case len(entries) > 0:
+		return fmt.Errorf("exists and is not empty (%d entries): choose a new directory", len(entries))
+	}
+	return nil
+}
+
+type scaffoldFile struct {
+	name string
+	data []byte
+}
+
+func renderScaffold(lang string, data any) ([]scaffoldFile, error) {
+	base := "newtemplates/" + lang
+	entries, err := newTemplates.ReadDir(base)
+	if err != nil {
+		return nil, fmt.Errorf("new: templates for %s: %w", lang, err)
+	}
+	var out []scaffoldFile
+	for _, e := range entries {
+		src, err := newTemplates.ReadFile(base + "/" + e.Name())
+		if err != nil {
+			return nil, err
+		}
+		t, err := template.New(e.Name()).Option("missingkey=error").Parse(string(src))
+		if err != nil {
+			return nil, fmt.Errorf("new: template %s: %w", e.Name(), err)
+		}
+		var b bytes.Buffer
+		if err := t.Execute(&b, data); err != nil {
+			return nil, fmt.Errorf("new: template %s: %w", e.Name(), err)
+		}
+		out = append(out, scaffoldFile{name: strings.TrimSuffix(e.Name(), ".tmpl"), data: b.Bytes()})
+	}
+	return out, nil
+}
+
+// inSDKCheckout reports whether the nearest go.mod at or above dir is this
+// project's, so that the scaffold builds with no go.mod of its own.
+func inSDKCheckout(dir string) bool {
+	for d := dir; ; d = filepath.Dir(d) {
+		if b, err := os.ReadFile(filepath.Join(d, "go.mod")); err == nil {
+			return goModulePath(b) == sdkModulePath
+		}
+		if filepath.Dir(d) == d {
+			return false
+		}
+	}
+}
+
+// goModulePath is the module directive of a go.mod ("" if none): the
+// first line whose first word is "module".
+func goModulePath(gomod []byte) string {
+	for _, line := range strings.Split(string(gomod), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "module" {
+			return strings.Trim(f[1], `"`)
+		}
+	}
+	return ""
+}
+
+// newSteps is the README's and the terminal's list of commands.
+func newSteps(name string, inCheckout bool) string {
+	var b strings.Builder
+	if !inCheckout {
+		fmt.Fprintf(&b, `This directory is outside a checkout of blvm-sandbox, so it needs a go.mod
+that points at the SDK (the path of your checkout in place of /path/to/blvm-sandbox):
+
+    go mod init example.com/%[1]s
+    go mod edit -require %[2]s@v0.0.0 -replace %[2]s=/path/to/blvm-sandbox
+    go mod tidy
+
+`, name, sdkModulePath)
+	}
+	fmt.Fprintf(&b, `Build, sign and try it, from this directory (docs/modules.md explains each step):
+
+    # static: the container has no libc and no loader
+    CGO_ENABLED=0 go build -trimpath -o %[1]s .
+    # once: a maintainer key; pin the public key it prints in node.toml's [trust]
+    blvm-sandbox keys generate --out ~/alice.key
+    # after every build or config change: pin the binary and config.toml, sign
+    blvm-sandbox sign --key ~/alice.key --binary %[1]s .
+    blvm-sandbox verify --node-config node.toml .
+    # alone, in the foreground, in its sandbox on the dev chain
+    blvm-sandbox run --node-config node.toml --root /tmp/%[1]s-root --timeout 30s .
+
+Or into a running daemon (blvm-sandbox up --config node.toml):
+
+    blvm-sandbox install --node-config node.toml .
+    blvm-sandbox load %[1]s
+    blvm-sandbox logs -f %[1]s
+    blvm-sandbox cli %[1]s blocks
+`, name)
+	return b.String()
+}
