@@ -27,6 +27,7 @@ import (
 
 	"github.com/blvm/blvm-sandbox/backend/chainsync"
 	"github.com/blvm/blvm-sandbox/backend/nodegov"
+	"github.com/blvm/blvm-sandbox/backend/rpcread"
 	"github.com/blvm/blvm-sandbox/ipc/hub"
 )
 
@@ -78,6 +79,9 @@ type Config struct {
 // Driver is the btcd backend. Every method is safe for concurrent use.
 type Driver struct {
 	nodegov.Forward
+	// The reads every JSON-RPC node answers alike, over this driver's
+	// websocket, with the told chain sparing best-chain checks.
+	rpcread.Reader
 	cfg Config
 	log *slog.Logger
 
@@ -152,6 +156,7 @@ func New(cfg Config) (*Driver, error) {
 		lastErr:   errors.New("not connected yet"),
 	}
 	d.Forward = nodegov.Forward{Store: cfg.Governance}
+	d.Reader = rpcread.Reader{Caller: caller{d}, Told: d.tracker, Node: "btcd"}
 	d.cancelGov = d.Forward.Events(d.events.Publish)
 	d.wg.Add(2)
 	go d.connectLoop()
@@ -437,7 +442,7 @@ func (s source) BestBlock(ctx context.Context) (chainhash.Hash, uint64, error) {
 }
 
 func (s source) Header(ctx context.Context, hash chainhash.Hash) (*wire.BlockHeader, error) {
-	return s.d.rawHeader(ctx, hash)
+	return s.d.Header(ctx, hash)
 }
 
 // Subscribe is hub.Backend's: events come from the syncer goroutine, in order.
