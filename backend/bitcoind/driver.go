@@ -155,7 +155,7 @@ func New(cfg Config) (*Driver, error) {
 		done:    make(chan struct{}),
 		lastErr: errors.New("not connected yet"),
 	}
-	d.Reader = rpcread.Reader{Caller: caller{d}, Told: d.tracker, Node: "bitcoind"}
+	d.Reader = rpcread.Reader{Caller: caller{d}, Told: d.tracker, Up: d.connected, Node: "bitcoind"}
 	d.cancelGov = d.Forward.Events(d.events.Publish)
 	eps := zmqTopics(cfg)
 	redos := make(map[string]chan struct{}, len(eps))
@@ -219,6 +219,12 @@ func (d *Driver) markDown(err error) {
 		default:
 		}
 	}
+}
+
+func (d *Driver) connected() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.isUp
 }
 
 func (d *Driver) poke() {

@@ -99,6 +99,7 @@ type Driver struct {
 	resync    atomic.Bool
 	twins     twins
 	tracker   *chainsync.Tracker
+	work      chainwork
 
 	events    chainsync.Fanout
 	toldMu    sync.Mutex
@@ -156,7 +157,7 @@ func New(cfg Config) (*Driver, error) {
 		lastErr:   errors.New("not connected yet"),
 	}
 	d.Forward = nodegov.Forward{Store: cfg.Governance}
-	d.Reader = rpcread.Reader{Caller: caller{d}, Told: d.tracker, Node: "btcd"}
+	d.Reader = rpcread.Reader{Caller: caller{d}, Told: d.tracker, Up: d.connected, Node: "btcd"}
 	d.cancelGov = d.Forward.Events(d.events.Publish)
 	d.wg.Add(2)
 	go d.connectLoop()
@@ -207,6 +208,12 @@ func (d *Driver) current() (*rpcclient.Client, error) {
 		return nil, fmt.Errorf("btcd at %s: %w: %v", d.cfg.Host, hub.ErrNodeUnavailable, d.lastErr)
 	}
 	return d.client, nil
+}
+
+func (d *Driver) connected() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.client != nil
 }
 
 func (d *Driver) poke() {

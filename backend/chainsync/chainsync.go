@@ -81,6 +81,15 @@ func (t *Tracker) Lookup(hash chainhash.Hash) (uint64, wire.BlockHeader, bool) {
 	return h, t.told[h].header, true
 }
 
+// HashAt is the hash the modules were told is at height, if it is within
+// the remembered window and not above the told tip. Safe for concurrent use.
+func (t *Tracker) HashAt(height uint64) (chainhash.Hash, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	r, ok := t.told[height]
+	return r.hash, ok
+}
+
 func (t *Tracker) record(height uint64, r ref) {
 	t.mu.Lock()
 	if t.told == nil {

@@ -28,17 +28,24 @@ type Caller interface {
 }
 
 // Told answers, without asking the node, whether a block is on the chain
-// the modules were told about and at what height (chainsync.Tracker).
+// the modules were told about and at what height, and which block is at a
+// height of it (chainsync.Tracker).
 type Told interface {
 	Lookup(hash chainhash.Hash) (uint64, wire.BlockHeader, bool)
+	HashAt(height uint64) (chainhash.Hash, bool)
 }
 
 // Reader is the part of hub.Backend that every JSON-RPC node answers alike.
 type Reader struct {
 	Caller Caller
-	// Told, if set, spares the "is it on the best chain" read for blocks
-	// the modules were told about.
+	// Told, if set, answers for the blocks the modules were told about
+	// (best-chain checks, heights, headers, the hash at a height) while Up
+	// says the node is reachable: the told chain follows the node's
+	// notifications, so it is at most the notifications in flight behind
+	// it, and never ahead of what a module was told. Off it, or while the
+	// node is down, the node is asked.
 	Told Told
+	Up   func() bool
 	// Node names the node in decoding errors ("btcd", "bitcoind").
 	Node string
 }
@@ -98,8 +105,20 @@ func (r Reader) ChainInfo(ctx context.Context) (hub.ChainInfo, error) {
 	return hub.ChainInfo{Network: c.Chain, Height: uint64(c.Blocks), BestHash: best, Bits: hdr.Bits, MedianTime: c.MedianTime, Chainwork: work}, nil
 }
 
-// BlockHash is getblockhash.
+func (r Reader) told() Told {
+	if r.Told == nil || (r.Up != nil && !r.Up()) {
+		return nil
+	}
+	return r.Told
+}
+
+// BlockHash is the told chain's hash at height, else getblockhash.
 func (r Reader) BlockHash(ctx context.Context, height uint64) (chainhash.Hash, error) {
+	if t := r.told(); t != nil {
+		if h, ok := t.HashAt(height); ok {
+			return h, nil
+		}
+	}
 	var s string
 	if err := r.Caller.Call(ctx, &s, "getblockhash", height); err != nil {
 		return chainhash.Hash{}, err
@@ -112,8 +131,8 @@ func (r Reader) BlockHash(ctx context.Context, height uint64) (chainhash.Hash, e
 // the node (btcd refuses a side-chain block, Core answers it with
 // confirmations -1).
 func (r Reader) BestHeight(ctx context.Context, hash chainhash.Hash) (uint64, error) {
-	if r.Told != nil {
-		if h, _, ok := r.Told.Lookup(hash); ok {
+	if t := r.told(); t != nil {
+		if h, _, ok := t.Lookup(hash); ok {
 			return h, nil
 		}
 	}
@@ -163,8 +182,8 @@ func (r Reader) Block(ctx context.Context, hash chainhash.Hash) (*wire.MsgBlock,
 		err error
 	}
 	hc := make(chan hres, 1)
-	if r.Told != nil {
-		if h, _, ok := r.Told.Lookup(hash); ok {
+	if t := r.told(); t != nil {
+		if h, _, ok := t.Lookup(hash); ok {
 			hc <- hres{h, nil}
 		}
 	}
@@ -198,8 +217,8 @@ func (r Reader) Block(ctx context.Context, hash chainhash.Hash) (*wire.MsgBlock,
 // BlockHeader is a best-chain block's header and height; a block the
 // modules were told about is answered without a read.
 func (r Reader) BlockHeader(ctx context.Context, hash chainhash.Hash) (*wire.BlockHeader, uint64, error) {
-	if r.Told != nil {
-		if h, hdr, ok := r.Told.Lookup(hash); ok {
+	if t := r.told(); t != nil {
+		if h, hdr, ok := t.Lookup(hash); ok {
 			return &hdr, h, nil
 		}
 	}

@@ -46,6 +46,15 @@ func (t toldSet) Lookup(h chainhash.Hash) (uint64, wire.BlockHeader, bool) {
 	return ht, wire.BlockHeader{}, ok
 }
 
+func (t toldSet) HashAt(height uint64) (chainhash.Hash, bool) {
+	for h, ht := range t {
+		if ht == height {
+			return h, true
+		}
+	}
+	return chainhash.Hash{}, false
+}
+
 func blockHex(t *testing.T, b *wire.MsgBlock) string {
 	var buf bytes.Buffer
 	if err := b.Serialize(&buf); err != nil {
@@ -84,6 +93,20 @@ func TestBlockUsesToldChain(t *testing.T) {
 	}
 	if !slices.Equal(node.calls, []string{"getblock " + hash.String()}) {
 		t.Fatalf("a told block cost %v, want getblock alone", node.calls)
+	}
+	node.calls = nil
+	if h, err := r.BlockHash(context.Background(), 7); err != nil || h != hash || len(node.calls) != 0 {
+		t.Fatalf("BlockHash(7) of the told chain = %s, %v after %v; want %s without a call", h, err, node.calls, hash)
+	}
+	// While the node is down nothing is answered from the told chain.
+	up := false
+	r.Up = func() bool { return up }
+	if _, err := r.BlockHash(context.Background(), 7); !slices.Equal(node.calls, []string{"getblockhash 7"}) || err == nil {
+		t.Fatalf("BlockHash with the node down: %v after %v; want the node asked", err, node.calls)
+	}
+	node.calls = nil
+	if _, _, err := r.Block(context.Background(), hash); err != nil || !slices.Contains(node.calls, "getblockheader "+hash.String()+" verbose") {
+		t.Fatalf("Block with the node down: %v after %v; want the best-chain check read", err, node.calls)
 	}
 }
 
