@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/btcsuite/btcd/chainhash/v2"
@@ -16,9 +17,11 @@ import (
 	"github.com/blvm/blvm-sandbox/ipc/hub"
 )
 
-// fakeNode answers from a table of replies and records the methods called.
+// fakeNode answers from a table of replies and records the methods called
+// (Block calls from two goroutines).
 type fakeNode struct {
 	replies map[string]any // method+first param -> result
+	mu      sync.Mutex
 	calls   []string
 }
 
@@ -30,7 +33,9 @@ func (f *fakeNode) Call(_ context.Context, out any, method string, params ...any
 	if method == "getblockheader" && len(params) > 1 && params[1] == true {
 		key += " verbose"
 	}
+	f.mu.Lock()
 	f.calls = append(f.calls, key)
+	f.mu.Unlock()
 	r, ok := f.replies[key]
 	if !ok {
 		return fmt.Errorf("%s: %w", key, hub.ErrNotFound)
