@@ -91,15 +91,19 @@ type Driver struct {
 	lastErr error
 	up      chan struct{} // closed and replaced at each connect
 
-	wake      chan struct{}
-	plainWake chan struct{}
-	hints     chan chainsync.Hint
-	txs       chan chainhash.Hash
-	overflow  atomic.Bool
-	resync    atomic.Bool
-	twins     twins
-	tracker   *chainsync.Tracker
-	work      chainwork
+	wake chan struct{}
+	// graceDue is poked plainGrace after a plain notification arrived
+	// with no grace period running (graceArmed); the syncer then checks
+	// that every plain one got its twin.
+	graceDue   chan struct{}
+	graceArmed atomic.Bool
+	hints      chan chainsync.Hint
+	txs        chan chainhash.Hash
+	overflow   atomic.Bool
+	resync     atomic.Bool
+	twins      twins
+	tracker    *chainsync.Tracker
+	work       chainwork
 
 	events    chainsync.Fanout
 	toldMu    sync.Mutex
@@ -146,15 +150,15 @@ func New(cfg Config) (*Driver, error) {
 	}
 	d := &Driver{
 		cfg: cfg, log: log.With("backend", "btcd", "url", cfg.Host),
-		network:   cfg.Network,
-		up:        make(chan struct{}),
-		wake:      make(chan struct{}, 1),
-		plainWake: make(chan struct{}, 1),
-		hints:     make(chan chainsync.Hint, hintQueue),
-		txs:       make(chan chainhash.Hash, txQueue),
-		tracker:   &chainsync.Tracker{Window: cfg.ReorgWindow},
-		done:      make(chan struct{}),
-		lastErr:   errors.New("not connected yet"),
+		network:  cfg.Network,
+		up:       make(chan struct{}),
+		wake:     make(chan struct{}, 1),
+		graceDue: make(chan struct{}, 1),
+		hints:    make(chan chainsync.Hint, hintQueue),
+		txs:      make(chan chainhash.Hash, txQueue),
+		tracker:  &chainsync.Tracker{Window: cfg.ReorgWindow},
+		done:     make(chan struct{}),
+		lastErr:  errors.New("not connected yet"),
 	}
 	d.Forward = nodegov.Forward{Store: cfg.Governance}
 	d.Reader = rpcread.Reader{Caller: caller{d}, Told: d.tracker, Up: d.connected, Node: "btcd"}
@@ -228,12 +232,20 @@ func (d *Driver) poke() {
 // twice, a plain notification (hash, height) then a filtered one with the
 // header: the filtered one is the hint, the plain one is only counted.
 func (d *Driver) handlers() *rpcclient.NotificationHandlers {
+	// A plain one does not wake the syncer (its twin follows at once and
+	// does): it only starts the grace period, on a runtime timer.
+	graceOver := func() {
+		d.graceArmed.Store(false)
+		select {
+		case d.graceDue <- struct{}{}:
+		default:
+		}
+	}
 	plain := func() {
 		d.notifications.Add(1)
 		d.twins.plain.Add(1)
-		select {
-		case d.plainWake <- struct{}{}:
-		default:
+		if d.graceArmed.CompareAndSwap(false, true) {
+			time.AfterFunc(plainGrace, graceOver)
 		}
 	}
 	hint := func(disconnect bool, height int32, hdr *wire.BlockHeader) {
@@ -364,28 +376,17 @@ func (d *Driver) syncLoop() {
 	pool := &chainsync.Mempool{Max: d.cfg.MempoolMax}
 	tick := time.NewTicker(d.cfg.Poll)
 	defer tick.Stop()
-	// grace runs while a plain notification may still wait for its
-	// filtered twin; when it ends, plain ones without a twin make the pass
-	// a full reconcile.
-	grace := time.NewTimer(time.Hour)
-	grace.Stop()
-	graceOn := false
 	for {
 		full := false
 		select {
 		case <-d.done:
 			return
-		case <-d.plainWake:
-			if !graceOn {
-				grace.Reset(plainGrace)
-				graceOn = true
-			}
-			continue
 		case <-d.wake:
 		case <-tick.C:
 			full = true
-		case <-grace.C:
-			graceOn = false
+		case <-d.graceDue:
+			// Plain notifications without their twin make the pass a
+			// full reconcile.
 			if !d.twins.owed() {
 				continue
 			}

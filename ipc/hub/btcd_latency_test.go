@@ -3,12 +3,10 @@ package hub_test
 import (
 	"context"
 	"fmt"
-	"slices"
 	"testing"
 	"time"
 
 	"github.com/btcsuite/btcd/chainhash/v2"
-	"github.com/btcsuite/btcd/rpcclient"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/blvm/blvm-sandbox/backend/btcd"
@@ -23,83 +21,48 @@ import (
 // against a plain rpcclient websocket subscriber in the same run. It prints
 // the four figures as benchmark lines (go test -v) for
 // scripts/bench-backend.sh, and fails on a missing or out-of-order event.
-func TestBtcdEventLatencyThroughHub(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: no real btcd")
-	}
+// settledBtcd starts a btcd and a driver on it (closed in cleanup) and
+// waits until the driver's first pass learnt btcd's tip.
+func settledBtcd(t *testing.T) (*btcdtest.Node, *btcd.Driver) {
+	t.Helper()
 	n := btcdtest.Start(t, btcdtest.Options{})
-	ctl := n.Client()
-	d, err := btcd.New(btcd.Config{Host: n.RPCAddr, User: n.User, Pass: n.Pass, CertPEM: n.CertPEM, Network: "regtest", CallTimeout: 5 * time.Second})
+	d, err := btcd.New(btcd.Config{Host: n.RPCAddr, User: n.User, Pass: n.Pass, CertPEM: n.CertPEM, CallTimeout: 5 * time.Second, RetryMin: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d.Close()
+	t.Cleanup(func() { d.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := d.WaitConnected(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// Settled: the driver's first pass learnt the tip.
 	for h, _ := d.Told(); h == (chainhash.Hash{}); h, _ = d.Told() {
 		if ctx.Err() != nil {
 			t.Fatal("the driver never learnt btcd's tip")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	return n, d
+}
+
+func TestBtcdEventLatencyThroughHub(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: no real btcd")
+	}
+	n, d := settledBtcd(t)
 	e := newEnvWith(t, hub.Config{RequestsPerSecond: 1e6}, d)
 	c := e.module("block-logger", "read_blockchain", "subscribe_events")
 	mustCall(t, c, 1, "events.Subscribe", &pb.EventTypes{Types: []string{"node.BlockConnected"}}, pb.ErrorCode_OK)
 
-	plainSeen := make(chan chainhash.Hash, 200)
-	pc, err := rpcclient.New(&rpcclient.ConnConfig{Host: n.RPCAddr, Endpoint: "ws", User: n.User, Pass: n.Pass, Certificates: n.CertPEM},
-		&rpcclient.NotificationHandlers{OnBlockConnected: func(h *chainhash.Hash, _ int32, _ time.Time) { plainSeen <- *h }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Shutdown()
-	if err := pc.NotifyBlocks(); err != nil {
-		t.Fatal(err)
-	}
-	var viaHub, plain []time.Duration
-	for i := range 100 {
-		hs, err := ctl.Generate(1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t0 := time.Now()
-		done := make(chan time.Duration, 1)
-		go func() {
-			for {
-				select {
-				case h := <-plainSeen:
-					if h == *hs[0] {
-						done <- time.Since(t0)
-						return
-					}
-				case <-time.After(10 * time.Second):
-					done <- -1
-					return
-				}
-			}
-		}()
+	viaHub, plain := btcdtest.BlockLatency(t, n, 100, func(want chainhash.Hash) bool {
 		ev := nextEvent(t, c, 10*time.Second)
-		took := time.Since(t0)
 		var be pb.BlockEvent
-		if err := proto.Unmarshal(ev.Payload, &be); err != nil || be.Hash != hs[0].String() {
-			t.Fatalf("block %d: event %s %s (%v), want %s", i, ev.Type, be.Hash, err, hs[0])
+		if err := proto.Unmarshal(ev.Payload, &be); err != nil || be.Hash != want.String() {
+			t.Fatalf("event %s %s (%v), want the block %s", ev.Type, be.Hash, err, want)
 		}
-		viaHub = append(viaHub, took)
-		p := <-done
-		if p < 0 {
-			t.Fatalf("no rpcclient notification for %s", hs[0])
-		}
-		plain = append(plain, p)
-	}
-	q := func(ds []time.Duration, p float64) time.Duration {
-		s := slices.Clone(ds)
-		slices.Sort(s)
-		return s[int(p*float64(len(s)-1))]
-	}
+		return true
+	})
+	q := btcdtest.Quantile
 	for _, m := range []struct {
 		name string
 		v    time.Duration
