@@ -147,3 +147,75 @@ func TestBadConfig(t *testing.T) {
 		}
 	}
 }
+
+// More blocks than the hint queue holds (1024) while a subscriber stalls
+// the syncer: the hints past the bound are dropped and the syncer pulls
+// the rest from btcd, so every block still arrives once, in order. (Poll is
+// an hour: only the overflow's reconcile can deliver them.)
+func TestHintQueueOverflowReconciles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: no real btcd")
+	}
+	n := btcdtest.Start(t, btcdtest.Options{})
+	ctl := n.Client()
+	d := newDriver(t, n)
+	if _, err := ctl.Generate(1); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, h := d.Told(); h != 1 && time.Now().Before(deadline); _, h = d.Told() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var heights []uint64
+	first := true
+	defer d.Subscribe(func(ev hub.NodeEvent) {
+		if ev.Kind != hub.BlockConnected {
+			return
+		}
+		if first {
+			first = false
+			<-release
+		}
+		mu.Lock()
+		heights = append(heights, ev.Height)
+		mu.Unlock()
+	})()
+	const count = 1100
+	before := d.Notifications()
+	if _, err := ctl.Generate(count); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for d.Notifications() < before+2*count && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(release)
+	for {
+		mu.Lock()
+		got := append([]uint64(nil), heights...)
+		mu.Unlock()
+		if len(got) >= count {
+			// Anything after the last block would be a duplicate.
+			time.Sleep(200 * time.Millisecond)
+			mu.Lock()
+			got = append([]uint64(nil), heights...)
+			mu.Unlock()
+			for i, h := range got {
+				if h != 2+uint64(i) {
+					t.Fatalf("event %d is height %d, want %d: a gap or a duplicate", i, h, 2+i)
+				}
+			}
+			if len(got) != count {
+				t.Fatalf("%d events for %d blocks", len(got), count)
+			}
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("after release: %d of %d blocks", len(got), count)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
