@@ -119,6 +119,8 @@ bench: build bench-deps
 	  -pair BenchmarkBlockEventLatency/driver_p99=BenchmarkBlockEventLatency/rpcclient_p99 \
 	  -pair BenchmarkBlockByHeight/driver=BenchmarkBlockByHeight/rpcclient \
 	  -pair BenchmarkGetBlockByHeightBtcd/hub=BenchmarkGetBlockByHeightBtcd/rpcclient \
+	  -pair BenchmarkBlockEventLatencyHub/hub_p50=BenchmarkBlockEventLatencyHub/rpcclient_p50 \
+	  -pair BenchmarkBlockEventLatencyHub/hub_p99=BenchmarkBlockEventLatencyHub/rpcclient_p99 \
 	  -notes docs/benchmarks-notes.md < $(BIN)/bench.txt > $(BIN)/BENCHMARKS.md
 	mv $(BIN)/BENCHMARKS.md docs/BENCHMARKS.md
 	@echo "wrote docs/BENCHMARKS.md"

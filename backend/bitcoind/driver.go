@@ -25,6 +25,7 @@ import (
 
 	"github.com/blvm/blvm-sandbox/backend/chainsync"
 	"github.com/blvm/blvm-sandbox/backend/nodegov"
+	"github.com/blvm/blvm-sandbox/backend/rpcread"
 	"github.com/blvm/blvm-sandbox/ipc/hub"
 )
 
@@ -68,6 +69,9 @@ type Config struct {
 // Driver is the Bitcoin Core backend. Every method is safe for concurrent use.
 type Driver struct {
 	nodegov.Forward
+	// The reads every JSON-RPC node answers alike, over HTTP, with the told
+	// chain sparing best-chain checks.
+	rpcread.Reader
 	cfg    Config
 	log    *slog.Logger
 	http   *http.Client
@@ -87,6 +91,7 @@ type Driver struct {
 	zmqUp    atomic.Int32    // connected ZMQ sockets
 	zmqRedo  []chan struct{} // one per ZMQ socket: redial now
 
+	tracker   *chainsync.Tracker
 	events    chainsync.Fanout
 	toldMu    sync.Mutex
 	toldHash  chainhash.Hash
@@ -146,9 +151,11 @@ func New(cfg Config) (*Driver, error) {
 		down:    make(chan struct{}, 1),
 		wake:    make(chan struct{}, 1),
 		txs:     make(chan chainhash.Hash, txQueue),
+		tracker: &chainsync.Tracker{Window: cfg.ReorgWindow},
 		done:    make(chan struct{}),
 		lastErr: errors.New("not connected yet"),
 	}
+	d.Reader = rpcread.Reader{Caller: caller{d}, Told: d.tracker, Up: d.connected, Node: "bitcoind"}
 	d.cancelGov = d.Forward.Events(d.events.Publish)
 	eps := zmqTopics(cfg)
 	redos := make(map[string]chan struct{}, len(eps))
@@ -212,6 +219,12 @@ func (d *Driver) markDown(err error) {
 		default:
 		}
 	}
+}
+
+func (d *Driver) connected() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.isUp
 }
 
 func (d *Driver) poke() {
@@ -289,7 +302,7 @@ func (d *Driver) probe() error {
 
 func (d *Driver) syncLoop() {
 	defer d.wg.Done()
-	tracker := &chainsync.Tracker{Window: d.cfg.ReorgWindow}
+	tracker := d.tracker
 	pool := &chainsync.Mempool{Max: d.cfg.MempoolMax}
 	for {
 		every := d.cfg.FallbackPoll
@@ -344,7 +357,7 @@ func (s source) BestBlock(ctx context.Context) (chainhash.Hash, uint64, error) {
 }
 
 func (s source) Header(ctx context.Context, hash chainhash.Hash) (*wire.BlockHeader, error) {
-	return s.d.rawHeader(ctx, hash)
+	return s.d.Header(ctx, hash)
 }
 
 // Subscribe is hub.Backend's: events come from the syncer goroutine, in order.

@@ -2,7 +2,6 @@ package btcd_test
 
 import (
 	"context"
-	"slices"
 	"testing"
 	"time"
 
@@ -67,7 +66,7 @@ func TestBlockEventLatency(t *testing.T) {
 	n := btcdtest.Start(t, btcdtest.Options{})
 	drv, pl := measureLatency(t, n, newDriver(t, n), 100)
 	t.Logf("block event latency after generate returns, 100 blocks: driver p50 %s p99 %s; plain rpcclient p50 %s p99 %s",
-		quantile(drv, .5), quantile(drv, .99), quantile(pl, .5), quantile(pl, .99))
+		btcdtest.Quantile(drv, .5), btcdtest.Quantile(drv, .99), btcdtest.Quantile(pl, .5), btcdtest.Quantile(pl, .99))
 }
 
 // BenchmarkBlockEventLatency measures 100 blocks once and reports each
@@ -90,44 +89,26 @@ func BenchmarkBlockEventLatency(b *testing.B) {
 		name string
 		v    time.Duration
 	}{
-		{"driver_p50", quantile(drv, .5)}, {"rpcclient_p50", quantile(pl, .5)},
-		{"driver_p99", quantile(drv, .99)}, {"rpcclient_p99", quantile(pl, .99)},
+		{"driver_p50", btcdtest.Quantile(drv, .5)}, {"rpcclient_p50", btcdtest.Quantile(pl, .5)},
+		{"driver_p99", btcdtest.Quantile(drv, .99)}, {"rpcclient_p99", btcdtest.Quantile(pl, .99)},
 	} {
 		b.Run(m.name, func(b *testing.B) { b.ReportMetric(float64(m.v.Nanoseconds()), "ns/op") })
 	}
 }
 
-func quantile(ds []time.Duration, p float64) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[int(p*float64(len(s)-1))]
-}
-
-// measureLatency mines blocks one at a time and times, from generate
-// returning, the driver's BlockConnected and a plain rpcclient websocket
-// subscriber's notification, both listening at once.
+// measureLatency times the driver's BlockConnected against a plain
+// rpcclient subscriber (btcdtest.BlockLatency).
 func measureLatency(tb testing.TB, n *btcdtest.Node, d *btcd.Driver, blocks int) (drv, plain []time.Duration) {
-	ctl := n.Client()
-	drvSeen := make(chan chainhash.Hash, 200)
+	drvSeen := make(chan chainhash.Hash, 2*blocks)
 	defer d.Subscribe(func(ev hub.NodeEvent) {
 		if ev.Kind == hub.BlockConnected {
 			drvSeen <- ev.Hash
 		}
 	})()
-	plainSeen := make(chan chainhash.Hash, 200)
-	pc, err := rpcclient.New(&rpcclient.ConnConfig{Host: n.RPCAddr, Endpoint: "ws", User: n.User, Pass: n.Pass, Certificates: n.CertPEM},
-		&rpcclient.NotificationHandlers{OnBlockConnected: func(h *chainhash.Hash, _ int32, _ time.Time) { plainSeen <- *h }})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer pc.Shutdown()
-	if err := pc.NotifyBlocks(); err != nil {
-		tb.Fatal(err)
-	}
-	wait := func(ch chan chainhash.Hash, want chainhash.Hash) bool {
+	return btcdtest.BlockLatency(tb, n, blocks, func(want chainhash.Hash) bool {
 		for {
 			select {
-			case h := <-ch:
+			case h := <-drvSeen:
 				if h == want {
 					return true
 				}
@@ -135,30 +116,5 @@ func measureLatency(tb testing.TB, n *btcdtest.Node, d *btcd.Driver, blocks int)
 				return false
 			}
 		}
-	}
-	for range blocks {
-		hs, err := ctl.Generate(1)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		t0 := time.Now()
-		done := make(chan time.Duration, 1)
-		go func() {
-			if wait(plainSeen, *hs[0]) {
-				done <- time.Since(t0)
-			} else {
-				done <- -1
-			}
-		}()
-		if !wait(drvSeen, *hs[0]) {
-			tb.Fatalf("no driver event for %s", hs[0])
-		}
-		drv = append(drv, time.Since(t0))
-		p := <-done
-		if p < 0 {
-			tb.Fatalf("no rpcclient notification for %s", hs[0])
-		}
-		plain = append(plain, p)
-	}
-	return drv, plain
+	})
 }

@@ -1,7 +1,9 @@
 // Package btcd is a hub.Backend served by a btcd node over its websocket
 // JSON-RPC. Every read is pulled from the node with a timeout; btcd's block
-// and transaction notifications only wake a single syncer goroutine, which
-// reconciles the tip (chainsync) and the mempool and publishes the events.
+// and transaction notifications are queued for a single syncer goroutine,
+// which applies a block notification that extends (or retracts) the told tip
+// by its own header, reconciles the tip (chainsync) from the node for
+// anything else, brings the mempool up to date and publishes the events.
 // While the node is unreachable every call fails fast with
 // hub.ErrNodeUnavailable and the driver reconnects in the background with
 // backoff; on every (re)connect and on a ticker the tip is reconciled, so a
@@ -25,6 +27,7 @@ import (
 
 	"github.com/blvm/blvm-sandbox/backend/chainsync"
 	"github.com/blvm/blvm-sandbox/backend/nodegov"
+	"github.com/blvm/blvm-sandbox/backend/rpcread"
 	"github.com/blvm/blvm-sandbox/ipc/hub"
 )
 
@@ -37,6 +40,13 @@ const (
 	// txQueue bounds the transaction notifications waiting for the syncer;
 	// past it the syncer resyncs the mempool instead.
 	txQueue = 4096
+	// hintQueue bounds the block notifications waiting for the syncer;
+	// past it the syncer reconciles from the node instead.
+	hintQueue = 1024
+	// plainGrace is how long a plain block notification may go without
+	// the filtered one that carries its header before the syncer
+	// reconciles anyway (btcd sends the two back to back).
+	plainGrace = 250 * time.Millisecond
 )
 
 // Governance is the node-side store of proposals and votes: Bitcoin nodes
@@ -69,6 +79,9 @@ type Config struct {
 // Driver is the btcd backend. Every method is safe for concurrent use.
 type Driver struct {
 	nodegov.Forward
+	// The reads every JSON-RPC node answers alike, over this driver's
+	// websocket, with the told chain sparing best-chain checks.
+	rpcread.Reader
 	cfg Config
 	log *slog.Logger
 
@@ -78,10 +91,19 @@ type Driver struct {
 	lastErr error
 	up      chan struct{} // closed and replaced at each connect
 
-	wake     chan struct{}
-	txs      chan chainhash.Hash
-	overflow atomic.Bool
-	resync   atomic.Bool
+	wake chan struct{}
+	// graceDue is poked plainGrace after a plain notification arrived
+	// with no grace period running (graceArmed); the syncer then checks
+	// that every plain one got its twin.
+	graceDue   chan struct{}
+	graceArmed atomic.Bool
+	hints      chan chainsync.Hint
+	txs        chan chainhash.Hash
+	overflow   atomic.Bool
+	resync     atomic.Bool
+	twins      twins
+	tracker    *chainsync.Tracker
+	work       chainwork
 
 	events    chainsync.Fanout
 	toldMu    sync.Mutex
@@ -128,14 +150,18 @@ func New(cfg Config) (*Driver, error) {
 	}
 	d := &Driver{
 		cfg: cfg, log: log.With("backend", "btcd", "url", cfg.Host),
-		network: cfg.Network,
-		up:      make(chan struct{}),
-		wake:    make(chan struct{}, 1),
-		txs:     make(chan chainhash.Hash, txQueue),
-		done:    make(chan struct{}),
-		lastErr: errors.New("not connected yet"),
+		network:  cfg.Network,
+		up:       make(chan struct{}),
+		wake:     make(chan struct{}, 1),
+		graceDue: make(chan struct{}, 1),
+		hints:    make(chan chainsync.Hint, hintQueue),
+		txs:      make(chan chainhash.Hash, txQueue),
+		tracker:  &chainsync.Tracker{Window: cfg.ReorgWindow},
+		done:     make(chan struct{}),
+		lastErr:  errors.New("not connected yet"),
 	}
 	d.Forward = nodegov.Forward{Store: cfg.Governance}
+	d.Reader = rpcread.Reader{Caller: caller{d}, Told: d.tracker, Up: d.connected, Node: "btcd"}
 	d.cancelGov = d.Forward.Events(d.events.Publish)
 	d.wg.Add(2)
 	go d.connectLoop()
@@ -188,6 +214,12 @@ func (d *Driver) current() (*rpcclient.Client, error) {
 	return d.client, nil
 }
 
+func (d *Driver) connected() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.client != nil
+}
+
 func (d *Driver) poke() {
 	select {
 	case d.wake <- struct{}{}:
@@ -195,15 +227,48 @@ func (d *Driver) poke() {
 	}
 }
 
-// handlers run on rpcclient's reader goroutine: they only poke the syncer
-// or queue a txid, never block.
+// handlers run on rpcclient's reader goroutine: they only count, queue a
+// hint or a txid and poke the syncer, never block. btcd sends every block
+// twice, a plain notification (hash, height) then a filtered one with the
+// header: the filtered one is the hint, the plain one is only counted.
 func (d *Driver) handlers() *rpcclient.NotificationHandlers {
-	block := func() { d.notifications.Add(1); d.poke() }
+	// A plain one does not wake the syncer (its twin follows at once and
+	// does): it only starts the grace period, on a runtime timer.
+	graceOver := func() {
+		d.graceArmed.Store(false)
+		select {
+		case d.graceDue <- struct{}{}:
+		default:
+		}
+	}
+	plain := func() {
+		d.notifications.Add(1)
+		d.twins.plain.Add(1)
+		if d.graceArmed.CompareAndSwap(false, true) {
+			time.AfterFunc(plainGrace, graceOver)
+		}
+	}
+	hint := func(disconnect bool, height int32, hdr *wire.BlockHeader) {
+		d.notifications.Add(1)
+		d.twins.filtered.Add(1)
+		if hdr == nil || height < 0 {
+			d.resync.Store(true)
+		} else {
+			select {
+			case d.hints <- chainsync.Hint{Disconnect: disconnect, Height: uint64(height), Header: *hdr}:
+			default:
+				d.resync.Store(true)
+			}
+		}
+		d.poke()
+	}
 	return &rpcclient.NotificationHandlers{
-		OnBlockConnected:            func(*chainhash.Hash, int32, time.Time) { block() },
-		OnBlockDisconnected:         func(*chainhash.Hash, int32, time.Time) { block() },
-		OnFilteredBlockConnected:    func(int32, *wire.BlockHeader, []*btcutil.Tx) { block() },
-		OnFilteredBlockDisconnected: func(int32, *wire.BlockHeader) { block() },
+		OnBlockConnected:    func(*chainhash.Hash, int32, time.Time) { plain() },
+		OnBlockDisconnected: func(*chainhash.Hash, int32, time.Time) { plain() },
+		OnFilteredBlockConnected: func(height int32, hdr *wire.BlockHeader, _ []*btcutil.Tx) {
+			hint(false, height, hdr)
+		},
+		OnFilteredBlockDisconnected: func(height int32, hdr *wire.BlockHeader) { hint(true, height, hdr) },
 		OnTxAccepted: func(h *chainhash.Hash, _ btcutil.Amount) {
 			d.notifications.Add(1)
 			select {
@@ -308,7 +373,6 @@ func (d *Driver) session() error {
 
 func (d *Driver) syncLoop() {
 	defer d.wg.Done()
-	tracker := &chainsync.Tracker{Window: d.cfg.ReorgWindow}
 	pool := &chainsync.Mempool{Max: d.cfg.MempoolMax}
 	tick := time.NewTicker(d.cfg.Poll)
 	defer tick.Stop()
@@ -320,11 +384,18 @@ func (d *Driver) syncLoop() {
 		case <-d.wake:
 		case <-tick.C:
 			full = true
+		case <-d.graceDue:
+			// Plain notifications without their twin make the pass a
+			// full reconcile.
+			if !d.twins.owed() {
+				continue
+			}
+			full = true
 		}
 		if d.resync.Swap(false) {
 			full = true
 		}
-		if err := d.syncOnce(tracker, pool, full); err != nil {
+		if err := d.syncOnce(d.tracker, pool, full); err != nil {
 			d.log.Warn("reconcile", "err", err)
 			if !errors.Is(err, chainsync.ErrTooDeep) {
 				d.resync.Store(true)
@@ -337,7 +408,7 @@ func (d *Driver) syncOnce(tracker *chainsync.Tracker, pool *chainsync.Mempool, f
 	ctx, cancel := context.WithTimeout(context.Background(), 4*d.cfg.CallTimeout)
 	defer cancel()
 	err := chainsync.Pass{
-		Tracker: tracker, Mempool: pool, Source: source{d}, Txs: d.txs, Overflow: &d.overflow,
+		Tracker: tracker, Mempool: pool, Source: source{d}, Hints: d.hints, Txs: d.txs, Overflow: &d.overflow,
 		List: d.MempoolTxids, Emit: d.events.Publish,
 	}.Run(ctx, full)
 	// The tip is what the subscribers were told, even when the pass failed
@@ -350,6 +421,27 @@ func (d *Driver) syncOnce(tracker *chainsync.Tracker, pool *chainsync.Mempool, f
 	return err
 }
 
+// twins counts btcd's two notifications of every block: the plain one
+// (hash, height) comes first, then the filtered one with the header, which
+// is the hint the syncer applies. A plain one without its twin means a node
+// that sends no headers; the syncer then reconciles from the node.
+type twins struct {
+	plain, filtered atomic.Uint64
+	settled         int64 // plain minus filtered already accounted for
+}
+
+// owed reports whether plain notifications arrived without their filtered
+// twin since the last call. Only the syncer calls it.
+func (w *twins) owed() bool {
+	// Filtered first: a pair landing between the two loads shows as owed
+	// at worst, which costs one needless reconcile.
+	f := int64(w.filtered.Load())
+	p := int64(w.plain.Load())
+	owed := p - f - w.settled
+	w.settled += owed
+	return owed > 0
+}
+
 // source is the driver as chainsync reads it.
 type source struct{ d *Driver }
 
@@ -358,7 +450,7 @@ func (s source) BestBlock(ctx context.Context) (chainhash.Hash, uint64, error) {
 }
 
 func (s source) Header(ctx context.Context, hash chainhash.Hash) (*wire.BlockHeader, error) {
-	return s.d.rawHeader(ctx, hash)
+	return s.d.Header(ctx, hash)
 }
 
 // Subscribe is hub.Backend's: events come from the syncer goroutine, in order.

@@ -51,22 +51,7 @@ func TestHandlersDoNotBlockTheReader(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	_, base := d.Told()
 
-	release := make(chan struct{})
-	var mu sync.Mutex
-	var heights []uint64
-	first := true
-	defer d.Subscribe(func(ev hub.NodeEvent) {
-		if ev.Kind != hub.BlockConnected {
-			return
-		}
-		if first {
-			first = false
-			<-release
-		}
-		mu.Lock()
-		heights = append(heights, ev.Height)
-		mu.Unlock()
-	})()
+	sub := subscribeStuck(t, d)
 	before := d.Notifications()
 	if _, err := ctl.Generate(20); err != nil {
 		t.Fatal(err)
@@ -83,23 +68,61 @@ func TestHandlersDoNotBlockTheReader(t *testing.T) {
 	if got := d.Notifications() - before; got < 20 {
 		t.Fatalf("rpcclient delivered %d of 20 notifications while a subscriber was stuck", got)
 	}
-	close(release)
-	for {
-		mu.Lock()
-		got := append([]uint64(nil), heights...)
-		mu.Unlock()
-		if len(got) >= 20 {
-			for i, h := range got {
-				if h != base+1+uint64(i) {
-					t.Fatalf("heights %v, want %d.. in order", got, base+1)
-				}
-			}
-			break
+	close(sub.release)
+	sub.waitInOrder(ctx, base+1, 20)
+}
+
+// stuckSub is a subscriber stuck on its first block until release is
+// closed; it records the heights of the connects it gets.
+type stuckSub struct {
+	t       *testing.T
+	release chan struct{}
+	mu      sync.Mutex
+	heights []uint64
+}
+
+func subscribeStuck(t *testing.T, d *btcd.Driver) *stuckSub {
+	s := &stuckSub{t: t, release: make(chan struct{})}
+	first := true
+	t.Cleanup(d.Subscribe(func(ev hub.NodeEvent) {
+		if ev.Kind != hub.BlockConnected {
+			return
 		}
+		if first {
+			first = false
+			<-s.release
+		}
+		s.mu.Lock()
+		s.heights = append(s.heights, ev.Height)
+		s.mu.Unlock()
+	}))
+	return s
+}
+
+// waitInOrder waits for count connects and checks they are from, from+1,
+// ... with nothing after them (a duplicate would come after the last).
+func (s *stuckSub) waitInOrder(ctx context.Context, from uint64, count int) {
+	s.t.Helper()
+	got := func() []uint64 {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return append([]uint64(nil), s.heights...)
+	}
+	for len(got()) < count {
 		if ctx.Err() != nil {
-			t.Fatalf("after release: %d of 20 blocks", len(got))
+			s.t.Fatalf("after release: %d of %d blocks", len(got()), count)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	hs := got()
+	for i, h := range hs {
+		if h != from+uint64(i) {
+			s.t.Fatalf("event %d is height %d, want %d: a gap or a duplicate", i, h, from+uint64(i))
+		}
+	}
+	if len(hs) != count {
+		s.t.Fatalf("%d events for %d blocks", len(hs), count)
 	}
 }
 
@@ -146,4 +169,37 @@ func TestBadConfig(t *testing.T) {
 			t.Errorf("New(%+v) accepted", c)
 		}
 	}
+}
+
+// More blocks than the hint queue holds (1024) while a subscriber stalls
+// the syncer: the hints past the bound are dropped and the syncer pulls
+// the rest from btcd, so every block still arrives once, in order. (Poll is
+// an hour: only the overflow's reconcile can deliver them.)
+func TestHintQueueOverflowReconciles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: no real btcd")
+	}
+	n := btcdtest.Start(t, btcdtest.Options{})
+	ctl := n.Client()
+	d := newDriver(t, n)
+	if _, err := ctl.Generate(1); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, h := d.Told(); h != 1 && time.Now().Before(deadline); _, h = d.Told() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	sub := subscribeStuck(t, d)
+	const count = 1100
+	before := d.Notifications()
+	if _, err := ctl.Generate(count); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for d.Notifications() < before+2*count && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(sub.release)
+	sub.waitInOrder(ctx, 2, count)
 }

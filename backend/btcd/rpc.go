@@ -1,20 +1,17 @@
 package btcd
 
 import (
-	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/btcsuite/btcd/btcjson"
-	"github.com/btcsuite/btcd/btcutil/v2"
 	"github.com/btcsuite/btcd/chainhash/v2"
 	"github.com/btcsuite/btcd/rpcclient"
-	"github.com/btcsuite/btcd/wire/v2"
 
+	"github.com/blvm/blvm-sandbox/backend/rpcread"
 	"github.com/blvm/blvm-sandbox/ipc/hub"
 )
 
@@ -91,12 +88,11 @@ func mapErr(err error) error {
 	return err
 }
 
-func parseHash(s string) (chainhash.Hash, error) {
-	h, err := chainhash.NewHashFromStr(s)
-	if err != nil {
-		return chainhash.Hash{}, fmt.Errorf("btcd: hash %q: %w", s, err)
-	}
-	return *h, nil
+// caller is the driver as rpcread calls it.
+type caller struct{ d *Driver }
+
+func (c caller) Call(ctx context.Context, out any, method string, params ...any) error {
+	return c.d.call(ctx, out, method, params...)
 }
 
 // ChainTip is btcd's getbestblock: hash and height in one answer.
@@ -108,192 +104,8 @@ func (d *Driver) ChainTip(ctx context.Context) (chainhash.Hash, uint64, error) {
 	if err := d.call(ctx, &r, "getbestblock"); err != nil {
 		return chainhash.Hash{}, 0, err
 	}
-	h, err := parseHash(r.Hash)
+	h, err := rpcread.ParseHash(r.Hash)
 	return h, uint64(r.Height), err
-}
-
-func (d *Driver) ChainInfo(ctx context.Context) (hub.ChainInfo, error) {
-	var r btcjson.GetBlockChainInfoResult
-	if err := d.call(ctx, &r, "getblockchaininfo"); err != nil {
-		return hub.ChainInfo{}, err
-	}
-	best, err := parseHash(r.BestBlockHash)
-	if err != nil {
-		return hub.ChainInfo{}, err
-	}
-	hdr, _, err := d.BlockHeader(ctx, best)
-	if err != nil {
-		return hub.ChainInfo{}, err
-	}
-	// btcd's getblockchaininfo carries no chainwork: left empty then.
-	work := strings.TrimLeft(r.ChainWork, "0")
-	if work == "" && r.ChainWork != "" {
-		work = "0"
-	}
-	return hub.ChainInfo{Network: r.Chain, Height: uint64(r.Blocks), BestHash: best, Bits: hdr.Bits, MedianTime: r.MedianTime, Chainwork: work}, nil
-}
-
-func (d *Driver) BlockHash(ctx context.Context, height uint64) (chainhash.Hash, error) {
-	var s string
-	if err := d.call(ctx, &s, "getblockhash", height); err != nil {
-		return chainhash.Hash{}, err
-	}
-	return parseHash(s)
-}
-
-// bestHeight is the height of hash if it is on the best chain, else
-// hub.ErrNotFound.
-func (d *Driver) bestHeight(ctx context.Context, hash chainhash.Hash) (uint64, error) {
-	var r btcjson.GetBlockHeaderVerboseResult
-	if err := d.call(ctx, &r, "getblockheader", hash.String(), true); err != nil {
-		return 0, err
-	}
-	// btcd refuses a side-chain block here ("not in the main chain", mapped
-	// to ErrNotFound); a node that answers one says so with confirmations.
-	if r.Confirmations < 1 || r.Height < 0 {
-		return 0, fmt.Errorf("block %s: %w (off the best chain)", hash, hub.ErrNotFound)
-	}
-	return uint64(r.Height), nil
-}
-
-func (d *Driver) rawHeader(ctx context.Context, hash chainhash.Hash) (*wire.BlockHeader, error) {
-	var s string
-	if err := d.call(ctx, &s, "getblockheader", hash.String(), false); err != nil {
-		return nil, err
-	}
-	b, err := hex.DecodeString(s)
-	if err != nil {
-		return nil, fmt.Errorf("btcd: header %s: %w", hash, err)
-	}
-	var h wire.BlockHeader
-	if err := h.Deserialize(bytes.NewReader(b)); err != nil {
-		return nil, fmt.Errorf("btcd: header %s: %w", hash, err)
-	}
-	return &h, nil
-}
-
-func (d *Driver) Block(ctx context.Context, hash chainhash.Hash) (*wire.MsgBlock, uint64, error) {
-	// Both requests in flight at once over the one websocket.
-	type hres struct {
-		h   uint64
-		err error
-	}
-	hc := make(chan hres, 1)
-	go func() { h, err := d.bestHeight(ctx, hash); hc <- hres{h, err} }()
-	var s string
-	rawErr := d.call(ctx, &s, "getblock", hash.String(), 0)
-	hr := <-hc
-	if hr.err != nil {
-		return nil, 0, hr.err
-	}
-	if rawErr != nil {
-		return nil, 0, rawErr
-	}
-	height := hr.h
-	b, err := hex.DecodeString(s)
-	if err != nil {
-		return nil, 0, fmt.Errorf("btcd: block %s: %w", hash, err)
-	}
-	var blk wire.MsgBlock
-	if err := blk.Deserialize(bytes.NewReader(b)); err != nil {
-		return nil, 0, fmt.Errorf("btcd: block %s: %w", hash, err)
-	}
-	return &blk, height, nil
-}
-
-func (d *Driver) BlockHeader(ctx context.Context, hash chainhash.Hash) (*wire.BlockHeader, uint64, error) {
-	height, err := d.bestHeight(ctx, hash)
-	if err != nil {
-		return nil, 0, err
-	}
-	h, err := d.rawHeader(ctx, hash)
-	return h, height, err
-}
-
-func decodeTx(s string) (*wire.MsgTx, error) {
-	b, err := hex.DecodeString(s)
-	if err != nil {
-		return nil, err
-	}
-	var tx wire.MsgTx
-	if err := tx.Deserialize(bytes.NewReader(b)); err != nil {
-		return nil, err
-	}
-	return &tx, nil
-}
-
-// Transaction needs btcd's --txindex for confirmed transactions.
-func (d *Driver) Transaction(ctx context.Context, txid chainhash.Hash) (hub.TxInfo, error) {
-	var r btcjson.TxRawResult
-	if err := d.call(ctx, &r, "getrawtransaction", txid.String(), 1); err != nil {
-		return hub.TxInfo{}, err
-	}
-	tx, err := decodeTx(r.Hex)
-	if err != nil {
-		return hub.TxInfo{}, fmt.Errorf("btcd: transaction %s: %w", txid, err)
-	}
-	info := hub.TxInfo{Tx: tx, Confirmations: r.Confirmations}
-	if r.BlockHash == "" {
-		return info, nil
-	}
-	bh, err := parseHash(r.BlockHash)
-	if err != nil {
-		return hub.TxInfo{}, err
-	}
-	height, err := d.bestHeight(ctx, bh)
-	if err != nil {
-		return hub.TxInfo{}, err
-	}
-	info.Block, info.Height = &bh, height
-	return info, nil
-}
-
-// Utxo is gettxout without the mempool: an output on the best chain.
-func (d *Driver) Utxo(ctx context.Context, op wire.OutPoint) (hub.UtxoEntry, error) {
-	var r *btcjson.GetTxOutResult
-	if err := d.call(ctx, &r, "gettxout", op.Hash.String(), op.Index, false); err != nil {
-		return hub.UtxoEntry{}, err
-	}
-	if r == nil {
-		return hub.UtxoEntry{}, fmt.Errorf("outpoint %s: %w", op, hub.ErrNotFound)
-	}
-	best, err := parseHash(r.BestBlock)
-	if err != nil {
-		return hub.UtxoEntry{}, err
-	}
-	bestHeight, err := d.bestHeight(ctx, best)
-	if err != nil {
-		return hub.UtxoEntry{}, err
-	}
-	amt, err := btcutil.NewAmount(r.Value)
-	if err != nil {
-		return hub.UtxoEntry{}, fmt.Errorf("btcd: outpoint %s value %v: %w", op, r.Value, err)
-	}
-	script, err := hex.DecodeString(r.ScriptPubKey.Hex)
-	if err != nil {
-		return hub.UtxoEntry{}, fmt.Errorf("btcd: outpoint %s script: %w", op, err)
-	}
-	e := hub.UtxoEntry{Value: int64(amt), PkScript: script, Coinbase: r.Coinbase}
-	if r.Confirmations > 0 && uint64(r.Confirmations) <= bestHeight+1 {
-		e.Height = bestHeight + 1 - uint64(r.Confirmations)
-	}
-	return e, nil
-}
-
-func (d *Driver) MempoolTxids(ctx context.Context) ([]chainhash.Hash, error) {
-	var ids []string
-	if err := d.call(ctx, &ids, "getrawmempool", false); err != nil {
-		return nil, err
-	}
-	out := make([]chainhash.Hash, 0, len(ids))
-	for _, s := range ids {
-		h, err := parseHash(s)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, h)
-	}
-	return out, nil
 }
 
 // MempoolEntry reads the verbose mempool (btcd has no getmempoolentry).
@@ -306,19 +118,15 @@ func (d *Driver) MempoolEntry(ctx context.Context, txid chainhash.Hash) (hub.Mem
 	if !ok {
 		return hub.MempoolEntry{}, fmt.Errorf("mempool transaction %s: %w", txid, hub.ErrNotFound)
 	}
-	var s string
-	if err := d.call(ctx, &s, "getrawtransaction", txid.String(), 0); err != nil {
-		return hub.MempoolEntry{}, err
-	}
-	tx, err := decodeTx(s)
-	if err != nil {
-		return hub.MempoolEntry{}, fmt.Errorf("btcd: transaction %s: %w", txid, err)
-	}
-	fee, err := btcutil.NewAmount(e.Fee)
+	tx, err := d.RawTransaction(ctx, txid)
 	if err != nil {
 		return hub.MempoolEntry{}, err
 	}
-	return hub.MempoolEntry{Tx: tx, Fee: int64(fee), VSize: uint64(e.Vsize), TimeUnix: e.Time}, nil
+	fee, err := rpcread.Sats(e.Fee)
+	if err != nil {
+		return hub.MempoolEntry{}, fmt.Errorf("btcd: mempool transaction %s fee: %w", txid, err)
+	}
+	return hub.MempoolEntry{Tx: tx, Fee: fee, VSize: uint64(e.Vsize), TimeUnix: e.Time}, nil
 }
 
 var _ hub.Backend = (*Driver)(nil)

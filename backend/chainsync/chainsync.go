@@ -4,7 +4,9 @@
 // modules were last told, and emits BlockDisconnected for every block that
 // left the best chain (newest first), then BlockConnected for every new one
 // in order. A module never sees a gap, a duplicate, or a connect whose parent
-// it was not told about.
+// it was not told about. A notification that carries its block's header and
+// moves the told tip by exactly that block is applied without reading the
+// node (Apply); anything else falls back to the pull.
 package chainsync
 
 import (
@@ -48,16 +50,66 @@ type ref struct {
 	header wire.BlockHeader
 }
 
-// Tracker remembers the chain the modules were told about. It is not safe
-// for concurrent use: one goroutine reconciles.
+// Tracker remembers the chain the modules were told about. One goroutine
+// reconciles and applies hints; only Lookup may be called from others.
 type Tracker struct {
 	Window       int
 	InitialDepth int
 
+	// mu guards the writes to told and byHash (made only by the one
+	// goroutine that reconciles, which reads them without it) and Lookup's
+	// reads from other goroutines.
+	mu     sync.RWMutex
 	told   map[uint64]ref
+	byHash map[chainhash.Hash]uint64
 	top    uint64
 	bottom uint64
 	have   bool
+}
+
+// Lookup is the height and header of hash if it is on the chain the modules
+// were told about, within the remembered window. It is safe for concurrent
+// use: a driver answers "is this block on the best chain, at what height"
+// from it without asking the node, at most one notification behind it.
+func (t *Tracker) Lookup(hash chainhash.Hash) (uint64, wire.BlockHeader, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	h, ok := t.byHash[hash]
+	if !ok {
+		return 0, wire.BlockHeader{}, false
+	}
+	return h, t.told[h].header, true
+}
+
+// HashAt is the hash the modules were told is at height, if it is within
+// the remembered window and not above the told tip. Safe for concurrent use.
+func (t *Tracker) HashAt(height uint64) (chainhash.Hash, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	r, ok := t.told[height]
+	return r.hash, ok
+}
+
+func (t *Tracker) record(height uint64, r ref) {
+	t.mu.Lock()
+	if t.told == nil {
+		t.told, t.byHash = make(map[uint64]ref), make(map[chainhash.Hash]uint64)
+	}
+	if old, ok := t.told[height]; ok {
+		delete(t.byHash, old.hash)
+	}
+	t.told[height] = r
+	t.byHash[r.hash] = height
+	t.mu.Unlock()
+}
+
+func (t *Tracker) forget(height uint64) {
+	t.mu.Lock()
+	if old, ok := t.told[height]; ok {
+		delete(t.byHash, old.hash)
+		delete(t.told, height)
+	}
+	t.mu.Unlock()
 }
 
 // Tip is the block the modules were last told is the best one.
@@ -129,12 +181,17 @@ func (t *Tracker) Reconcile(ctx context.Context, src Source, emit func(hub.NodeE
 	// disconnects may hold a height twice (above the node's tip first, then
 	// from the walk); they are descending and distinct by construction
 	// because the walk only adds heights <= min(top, tipHeight).
+	// Every block that left is forgotten before the first event goes out,
+	// so that Lookup never answers for a block a module was told is gone.
+	gone := make([]ref, len(disconnects))
+	for i, h := range disconnects {
+		gone[i] = t.told[h]
+		t.forget(h)
+	}
 	n := 0
-	for _, h := range disconnects {
-		r := t.told[h]
-		hdr := r.header
-		emit(hub.NodeEvent{Kind: hub.BlockDisconnected, Hash: r.hash, Height: h, Header: &hdr})
-		delete(t.told, h)
+	for i, h := range disconnects {
+		hdr := gone[i].header
+		emit(hub.NodeEvent{Kind: hub.BlockDisconnected, Hash: gone[i].hash, Height: h, Header: &hdr})
 		n++
 	}
 	t.top = curHeight
@@ -142,7 +199,7 @@ func (t *Tracker) Reconcile(ctx context.Context, src Source, emit func(hub.NodeE
 		b := connects[i]
 		hdr := b.header
 		emit(hub.NodeEvent{Kind: hub.BlockConnected, Hash: b.hash, Height: b.height, Header: &hdr})
-		t.told[b.height] = ref{hash: b.hash, header: b.header}
+		t.record(b.height, ref{hash: b.hash, header: b.header})
 		t.top = b.height
 		n++
 	}
@@ -150,8 +207,55 @@ func (t *Tracker) Reconcile(ctx context.Context, src Source, emit func(hub.NodeE
 	return n, nil
 }
 
+// Hint is what a node's notification says happened to one block, with the
+// block's header (its hash is computed from it, never taken on trust).
+type Hint struct {
+	Disconnect bool
+	Height     uint64
+	Header     wire.BlockHeader
+}
+
+// Apply emits the event h describes when it moves the told tip by exactly
+// that block: a connect at the height above the tip whose parent is the
+// tip, or a disconnect of the tip itself. A connect of a block already told
+// at its height emits nothing. Anything else (no tip yet, a gap, a fork, a
+// disconnect below the window) emits nothing and returns false: the caller
+// reconciles, which reads the node. The notifications of one connection
+// arrive in the node's order, so applying them in turn replays the node's
+// own sequence of connects and disconnects.
+func (t *Tracker) Apply(h Hint, emit func(hub.NodeEvent)) bool {
+	if !t.have {
+		return false
+	}
+	hash := h.Header.BlockHash()
+	tip := t.told[t.top]
+	hdr := h.Header
+	switch {
+	case h.Disconnect:
+		if h.Height != t.top || hash != tip.hash || t.top <= t.bottom {
+			return false
+		}
+		t.forget(t.top)
+		emit(hub.NodeEvent{Kind: hub.BlockDisconnected, Hash: hash, Height: h.Height, Header: &hdr})
+		t.top--
+		return true
+	case h.Height <= t.top:
+		r, ok := t.told[h.Height]
+		return ok && r.hash == hash
+	case h.Height == t.top+1 && h.Header.PrevBlock == tip.hash:
+		emit(hub.NodeEvent{Kind: hub.BlockConnected, Hash: hash, Height: h.Height, Header: &hdr})
+		t.record(h.Height, ref{hash: hash, header: h.Header})
+		t.top = h.Height
+		t.trim()
+		return true
+	}
+	return false
+}
+
 func (t *Tracker) reset() {
-	t.told, t.have, t.top, t.bottom = nil, false, 0, 0
+	t.mu.Lock()
+	t.told, t.byHash, t.have, t.top, t.bottom = nil, nil, false, 0, 0
+	t.mu.Unlock()
 }
 
 // learn remembers the node's tip and up to InitialDepth blocks below it.
@@ -161,6 +265,7 @@ func (t *Tracker) learn(ctx context.Context, src Source, tip chainhash.Hash, hei
 		depth = uint64(t.InitialDepth)
 	}
 	told := make(map[uint64]ref)
+	byHash := make(map[chainhash.Hash]uint64)
 	cur, h := tip, height
 	for i := uint64(0); i < depth; i++ {
 		hdr, err := src.Header(ctx, cur)
@@ -168,6 +273,7 @@ func (t *Tracker) learn(ctx context.Context, src Source, tip chainhash.Hash, hei
 			return fmt.Errorf("header %s at height %d: %w", cur, h, err)
 		}
 		told[h] = ref{hash: cur, header: *hdr}
+		byHash[cur] = h
 		if h == 0 {
 			break
 		}
@@ -177,7 +283,9 @@ func (t *Tracker) learn(ctx context.Context, src Source, tip chainhash.Hash, hei
 	for k := range told {
 		bottom = min(bottom, k)
 	}
-	t.told, t.top, t.bottom, t.have = told, height, bottom, true
+	t.mu.Lock()
+	t.told, t.byHash, t.top, t.bottom, t.have = told, byHash, height, bottom, true
+	t.mu.Unlock()
 	return nil
 }
 
@@ -185,7 +293,7 @@ func (t *Tracker) trim() {
 	w := t.window()
 	if t.top+1 > w && t.top+1-w > t.bottom {
 		for h := t.bottom; h < t.top+1-w; h++ {
-			delete(t.told, h)
+			t.forget(h)
 		}
 		t.bottom = t.top + 1 - w
 	}

@@ -175,8 +175,8 @@ func TestWindowBounded(t *testing.T) {
 		f.extend(f.tip, 1)
 		tr.Reconcile(ctx, f, func(hub.NodeEvent) {})
 	}
-	if len(tr.told) > 8 {
-		t.Fatalf("told holds %d blocks, window 8", len(tr.told))
+	if len(tr.told) > 8 || len(tr.byHash) != len(tr.told) {
+		t.Fatalf("told holds %d blocks and the hash index %d, window 8", len(tr.told), len(tr.byHash))
 	}
 }
 

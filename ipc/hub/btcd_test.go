@@ -1,7 +1,6 @@
 package hub_test
 
 import (
-	"context"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -10,8 +9,6 @@ import (
 	"github.com/btcsuite/btcd/rpcclient"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/blvm/blvm-sandbox/backend/btcd"
-	"github.com/blvm/blvm-sandbox/backend/btcdtest"
 	"github.com/blvm/blvm-sandbox/ipc/hub"
 	"github.com/blvm/blvm-sandbox/ipc/pb"
 )
@@ -24,24 +21,8 @@ func TestBtcdThroughHub(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: no real btcd")
 	}
-	n := btcdtest.Start(t, btcdtest.Options{})
+	n, d := settledBtcd(t)
 	ctl := n.Client()
-	d, err := btcd.New(btcd.Config{Host: n.RPCAddr, User: n.User, Pass: n.Pass, CertPEM: n.CertPEM, CallTimeout: 5 * time.Second, RetryMin: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := d.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if h, _ := d.Told(); h != ([32]byte{}) || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 	// No rate limit in the way of the benchmark below.
 	e := newEnvWith(t, hub.Config{RequestsPerSecond: 1e6}, d)
 	c := e.module("block-logger", "read_blockchain", "subscribe_events")
