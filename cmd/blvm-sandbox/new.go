@@ -176,7 +176,9 @@ that points at the SDK (the path of your checkout in place of /path/to/blvm-sand
 
 `, name, sdkModulePath)
 	}
-	fmt.Fprintf(&b, `Build, sign and try it, from this directory (docs/modules.md explains each step):
+	fmt.Fprintf(&b, `Build, sign and try it, from this directory (docs/modules.md explains each
+step and shows the development node config /var/lib/blvm-dev/node.toml,
+which pins your key):
 
     # static: the container has no libc and no loader
     CGO_ENABLED=0 go build -trimpath -o %[1]s .
@@ -184,13 +186,16 @@ that points at the SDK (the path of your checkout in place of /path/to/blvm-sand
     blvm-sandbox keys generate --out ~/alice.key
     # after every build or config change: pin the binary and config.toml, sign
     blvm-sandbox sign --key ~/alice.key --binary %[1]s .
-    blvm-sandbox verify --node-config node.toml .
+    blvm-sandbox verify --node-config /var/lib/blvm-dev/node.toml .
+    blvm-sandbox explain --node-config /var/lib/blvm-dev/node.toml .
     # alone, in the foreground, in its sandbox on the dev chain
-    blvm-sandbox run --node-config node.toml --root /tmp/%[1]s-root --timeout 30s .
+    blvm-sandbox run --node-config /var/lib/blvm-dev/node.toml --root /var/lib/blvm-dev/run --timeout 30s .
 
-Or into a running daemon (blvm-sandbox up --config node.toml):
+Or into a running daemon of your own:
 
-    blvm-sandbox install --node-config node.toml .
+    export BLVM_ADMIN_SOCKET=/var/lib/blvm-dev/admin.sock
+    blvm-sandbox up --config /var/lib/blvm-dev/node.toml 2>/var/lib/blvm-dev/up.log &
+    blvm-sandbox install --node-config /var/lib/blvm-dev/node.toml .
     blvm-sandbox load %[1]s
     blvm-sandbox logs -f %[1]s
     blvm-sandbox cli %[1]s blocks

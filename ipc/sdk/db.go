@@ -69,8 +69,10 @@ func OpenDB(name string) (*bolt.DB, error) {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
 	if backend != BackendBbolt {
-		return nil, fmt.Errorf("open database: %s: database_backend %q is not supported by the Go SDK (it opens %q): set database_backend = %q in the module's config.toml",
-			ConfigPath(), backend, BackendBbolt, BackendBbolt)
+		// The merged file cannot tell who set it: the module's config.toml,
+		// the operator's [modules.NAME] (which wins) or the node's [node].
+		return nil, fmt.Errorf("open database: %s: database_backend %q is not supported by the Go SDK (it opens %q): the module's config.toml should set database_backend = %q, and an operator's [modules.%s] table must not override it",
+			ConfigPath(), backend, BackendBbolt, BackendBbolt, firstNonEmpty(os.Getenv(EnvModuleName), "NAME"))
 	}
 	dir := DBDir()
 	if err := os.MkdirAll(dir, 0o700); err != nil {

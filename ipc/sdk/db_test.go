@@ -20,7 +20,7 @@ func TestOpenDB(t *testing.T) {
 		{name: "no config: bbolt", dbName: "", file: "db/module.db"},
 		{name: "bbolt set", config: "database_backend = \"bbolt\"\n", dbName: "blocks.db", file: "db/blocks.db"},
 		{name: "other keys only", config: "recent = 3\n", file: "db/module.db"},
-		{name: "inherited redb", config: "database_backend = \"redb\"\n", wantErr: `database_backend "redb" is not supported by the Go SDK (it opens "bbolt"): set database_backend = "bbolt"`},
+		{name: "inherited redb", config: "database_backend = \"redb\"\n", wantErr: `database_backend "redb" is not supported by the Go SDK (it opens "bbolt"): the module's config.toml should set database_backend = "bbolt", and an operator's [modules.`},
 		{name: "a path", dbName: "../escape.db", wantErr: `name "../escape.db": want a file name`},
 		{name: "bad toml", config: "database_backend = \n", wantErr: "load config"},
 	}
