@@ -121,3 +121,63 @@ func waitFor(t *testing.T, a *record.Agent) error {
 		return nil
 	}
 }
+
+// TestRootRecordAgentRefusesAPathOthersCanChange: libcontainer hands the
+// notify fd to whatever listens at the path, so the agent refuses a path a
+// non-root user could swap a socket into: a directory that user owns (a
+// runtime root they made), one others may write without the sticky bit,
+// and a link that leads into either. A sticky world-writable one (/tmp)
+// passes.
+func TestRootRecordAgentRefusesAPathOthersCanChange(t *testing.T) {
+	requireRoot(t)
+	base, err := os.MkdirTemp("", "rec")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(base)
+	os.Chmod(base, 0o755)
+	mkdir := func(name string, mode os.FileMode, uid int) string {
+		d := filepath.Join(base, name)
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(d, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(d, uid, uid); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	owned := mkdir("owned", 0o755, 65534)
+	open := mkdir("open", 0o777, 0)
+	sticky := mkdir("sticky", 0o777|os.ModeSticky, 0)
+	link := filepath.Join(base, "link")
+	if err := os.Symlink(owned, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		path, want string
+	}{
+		{filepath.Join(owned, "state", "record", "a.sock"), "belongs to uid 65534"},
+		{filepath.Join(open, "a.sock"), "writable by others (mode 0777"},
+		{filepath.Join(link, "a.sock"), "belongs to uid 65534"},
+		{filepath.Join(sticky, "a.sock"), ""},
+	} {
+		a, err := record.Listen(c.path, "blvm-probe", "/module/probe", "/.blvm/landlock-shim", nil, record.NewSyscallLog())
+		if a != nil {
+			a.Close()
+		}
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s: %v, want the agent listening", c.path, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s: %v, want a refusal with %q", c.path, err, c.want)
+		}
+		if c.want != "" {
+			if _, err := os.Lstat(c.path); !os.IsNotExist(err) {
+				t.Errorf("%s: a socket was left there (%v)", c.path, err)
+			}
+		}
+	}
+}

@@ -20,7 +20,16 @@ type HubLog struct {
 	mu      sync.Mutex
 	methods map[string]*Use
 	events  map[string]*Use
+	// unlisted counts the decisions on names past MaxHubNames: event types
+	// are the module's own strings, and this log lives in the root-run
+	// recorder, outside the module's memory limit.
+	unlisted int
 }
+
+// MaxHubNames bounds the distinct names kept per kind: far above the hub's
+// methods and the catalog's event types, far below what a module that
+// subscribes to a new made-up type on every request would make.
+const MaxHubNames = 512
 
 // NewHubLog logs the decisions for module and ignores every other one.
 func NewHubLog(module string) *HubLog {
@@ -43,11 +52,23 @@ func (h *HubLog) add(m map[string]*Use, module, name string, granted bool) {
 	defer h.mu.Unlock()
 	u := m[name]
 	if u == nil {
+		if len(m) >= MaxHubNames {
+			h.unlisted++
+			return
+		}
 		u = &Use{Name: name}
 		m[name] = u
 	}
 	u.Count++
 	u.Granted = granted // the ACL is fixed for the run: every decision agrees
+}
+
+// Unlisted is how many decisions were not logged because MaxHubNames
+// distinct names of their kind were already listed.
+func (h *HubLog) Unlisted() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.unlisted
 }
 
 // Methods lists the methods called, by name.

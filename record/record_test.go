@@ -2,6 +2,7 @@ package record
 
 import (
 	"bytes"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -120,6 +121,30 @@ func TestHubLogKeepsToItsModule(t *testing.T) {
 	}
 	if e := h.Events(); len(e) != 1 || e[0] != (Use{Name: "node.BlockConnected", Count: 1}) {
 		t.Errorf("events %+v", e)
+	}
+}
+
+// A module names its own event types: subscribing to a new one on every
+// request (1000 requests a second by default, 256 types each) must not grow
+// the root-run recorder, outside the module's memory limit, without bound.
+func TestHubLogBoundsDistinctNames(t *testing.T) {
+	h := NewHubLog("probe")
+	const asked = 20000
+	for i := range asked {
+		h.Event("probe", fmt.Sprintf("spam.T%d", i), true)
+	}
+	h.Event("probe", "spam.T0", true) // a listed name still counts
+	e := h.Events()
+	if len(e) > 1024 {
+		t.Fatalf("kept %d distinct event types of %d asked: unbounded", len(e), asked)
+	}
+	if h.Unlisted() != asked-len(e) {
+		t.Errorf("unlisted %d, want %d", h.Unlisted(), asked-len(e))
+	}
+	for _, u := range e {
+		if u.Name == "spam.T0" && u.Count != 2 {
+			t.Errorf("spam.T0 counted %d times, want 2", u.Count)
+		}
 	}
 }
 

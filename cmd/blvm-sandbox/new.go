@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"text/template"
 
 	"github.com/spf13/cobra"
@@ -42,7 +43,8 @@ README.md says how to point a go.mod at the SDK. docs/modules.md is the
 reference.
 
 Exit codes: 0 written; 2 bad input (a bad name, DIR exists and is not
-empty, an unknown --lang).`,
+empty, is a symlink, is another user's or writable by others, an unknown
+--lang).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runNew(stdout, lang, args[0])
@@ -96,11 +98,30 @@ func runNew(stdout io.Writer, lang, dir string) error {
 }
 
 // emptyOrAbsent refuses a DIR that holds anything, or is not a directory.
+// An existing one must also be the caller's own and not writable by
+// others, and never a symlink: a link or a directory another local user
+// left there (in /tmp, say) would take the scaffold, which its author then
+// signs, where that user can write or rewrite it.
 func emptyOrAbsent(dir string) error {
-	entries, err := os.ReadDir(dir)
+	st, err := os.Lstat(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil
+	case err != nil:
+		return err
+	case st.Mode()&fs.ModeSymlink != 0:
+		return errors.New("is a symlink: name the directory itself")
+	case !st.IsDir():
+		return errors.New("exists and is not a directory")
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && int(sys.Uid) != os.Geteuid() {
+		return fmt.Errorf("exists and belongs to uid %d, not to you (uid %d): choose a new directory", sys.Uid, os.Geteuid())
+	}
+	if st.Mode().Perm()&0o002 != 0 {
+		return fmt.Errorf("exists and is writable by others (mode %04o): choose a new directory", st.Mode().Perm())
+	}
+	entries, err := os.ReadDir(dir)
+	switch {
 	case err != nil:
 		return err
 	case len(entries) > 0:

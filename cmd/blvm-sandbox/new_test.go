@@ -47,6 +47,49 @@ func TestNewRefuses(t *testing.T) {
 // The scaffold written inside this checkout builds with plain go build,
 // statically, and its manifest and config parse; an empty existing dir is
 // fine. (integration/TestRootNewScaffold runs it in a daemon.)
+// Another local user's link or directory at DIR must not receive the
+// scaffold: the author would sign files that user can rewrite, and a link
+// sends root's writes wherever it points.
+func TestNewRefusesAnotherUsersDir(t *testing.T) {
+	base := t.TempDir()
+	elsewhere := filepath.Join(base, "elsewhere")
+	os.Mkdir(elsewhere, 0o755)
+	link := filepath.Join(base, "linked")
+	if err := os.Symlink(elsewhere, link); err != nil {
+		t.Fatal(err)
+	}
+	open := filepath.Join(base, "shared")
+	os.Mkdir(open, 0o777)
+	os.Chmod(open, 0o777)
+	tests := []struct {
+		dir, want string
+	}{
+		{link, "linked: is a symlink"},
+		{open, "shared: exists and is writable by others (mode 0777)"},
+	}
+	if os.Geteuid() == 0 {
+		foreign := filepath.Join(base, "foreign")
+		os.Mkdir(foreign, 0o755)
+		if err := os.Chown(foreign, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		tests = append(tests, struct{ dir, want string }{foreign, "foreign: exists and belongs to uid 65534, not to you (uid 0)"})
+	}
+	for _, tt := range tests {
+		out, errOut, code := cli(t, "new", tt.dir)
+		if code != exitBadInput || !strings.Contains(errOut, tt.want) || out != "" {
+			t.Errorf("new %s: exit %d, stdout %q, stderr %q; want exit 2 and %q", tt.dir, code, out, errOut, tt.want)
+		}
+		target := tt.dir
+		if tt.dir == link {
+			target = elsewhere
+		}
+		if entries, _ := os.ReadDir(target); len(entries) != 0 {
+			t.Errorf("new %s wrote %d entries into %s", tt.dir, len(entries), target)
+		}
+	}
+}
+
 func TestNewScaffoldBuilds(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the scaffold")

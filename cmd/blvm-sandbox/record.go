@@ -160,6 +160,9 @@ func recordModule(stdout, stderr io.Writer, f *recordFlags, dir string) error {
 				Methods: hubLog.Methods(), Events: hubLog.Events(), Syscalls: sysLog.List(),
 				Resources: res, Duration: dur, Exit: exit.String(),
 			}, record.NewGrants(cat, opCfg.Provided))
+			if n := hubLog.Unlisted(); n > 0 {
+				fmt.Fprintf(stderr, "warning: %d hub decisions on names past the first %d of their kind are not in the report\n", n, record.MaxHubNames)
+			}
 			reported = true
 		},
 	}
