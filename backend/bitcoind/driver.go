@@ -360,6 +360,10 @@ func (s source) Header(ctx context.Context, hash chainhash.Hash) (*wire.BlockHea
 	return s.d.Header(ctx, hash)
 }
 
+func (s source) BlockHash(ctx context.Context, height uint64) (chainhash.Hash, error) {
+	return s.d.BlockHash(ctx, height)
+}
+
 // Subscribe is hub.Backend's: events come from the syncer goroutine, in order.
 func (d *Driver) Subscribe(fn func(hub.NodeEvent)) (cancel func()) {
 	return d.events.Subscribe(fn)

@@ -28,6 +28,8 @@ type Source interface {
 	BestBlock(ctx context.Context) (chainhash.Hash, uint64, error)
 	// Header is the header of any block the node knows, on the best chain or not.
 	Header(ctx context.Context, hash chainhash.Hash) (*wire.BlockHeader, error)
+	// BlockHash is the hash of the best chain's block at height.
+	BlockHash(ctx context.Context, height uint64) (chainhash.Hash, error)
 }
 
 // Defaults of a Tracker.
@@ -39,6 +41,11 @@ const (
 	// Reconcile learns without emitting, so that a reorg right after start
 	// disconnects blocks the modules read through ChainTip.
 	DefaultInitialDepth = 100
+	// DefaultMaxStep is how far above the told tip one walk of the node's
+	// chain starts: a node further ahead (catching up, or claiming a tip it
+	// does not have) is walked in steps, each emitted before the next is
+	// read, so the headers held at once stay bounded.
+	DefaultMaxStep = 2000
 )
 
 // ErrTooDeep is returned, after the Tracker jumped to the node's tip, when a
@@ -55,6 +62,7 @@ type ref struct {
 type Tracker struct {
 	Window       int
 	InitialDepth int
+	MaxStep      int
 
 	// mu guards the writes to told and byHash (made only by the one
 	// goroutine that reconciles, which reads them without it) and Lookup's
@@ -127,6 +135,13 @@ func (t *Tracker) window() uint64 {
 	return DefaultWindow
 }
 
+func (t *Tracker) maxStep() uint64 {
+	if t.MaxStep > 0 {
+		return uint64(t.MaxStep)
+	}
+	return DefaultMaxStep
+}
+
 type pendingBlock struct {
 	hash   chainhash.Hash
 	height uint64
@@ -136,7 +151,9 @@ type pendingBlock struct {
 // Reconcile reads the node's best chain and emits what changed since the
 // last call, in order. It emits nothing unless every read succeeded, so a
 // node lost half-way leaves the told chain as it was for the next call. It
-// returns how many block events it emitted.
+// returns how many block events it emitted. A node more than MaxStep blocks
+// ahead is caught up with in steps of MaxStep, each a consistent piece of
+// its best chain emitted before the next is read.
 func (t *Tracker) Reconcile(ctx context.Context, src Source, emit func(hub.NodeEvent)) (int, error) {
 	tipHash, tipHeight, err := src.BestBlock(ctx)
 	if err != nil {
@@ -145,8 +162,34 @@ func (t *Tracker) Reconcile(ctx context.Context, src Source, emit func(hub.NodeE
 	if !t.have {
 		return 0, t.learn(ctx, src, tipHash, tipHeight)
 	}
+	n := 0
+	for tipHeight > t.top+t.maxStep() {
+		target := t.top + t.maxStep()
+		hash, err := src.BlockHash(ctx, target)
+		if err != nil {
+			return n, fmt.Errorf("block hash at height %d: %w", target, err)
+		}
+		k, err := t.reconcileTo(ctx, src, hash, target, emit)
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	k, err := t.reconcileTo(ctx, src, tipHash, tipHeight, emit)
+	return n + k, err
+}
+
+// reconcileTo emits what changed between the told chain and the node's
+// chain ending in tipHash at tipHeight, no more than MaxStep above the told
+// tip.
+func (t *Tracker) reconcileTo(ctx context.Context, src Source, tipHash chainhash.Hash, tipHeight uint64, emit func(hub.NodeEvent)) (int, error) {
 	if h, ht, _ := t.Tip(); h == tipHash && ht == tipHeight {
 		return 0, nil
+	}
+	if tipHeight+t.window() < t.top {
+		// The node's tip is below every block remembered: no walk from it
+		// can meet the told chain.
+		return 0, t.tooDeep(ctx, src, tipHash, tipHeight, tipHeight)
 	}
 	// Walk the node's chain down from its tip to the first block the
 	// modules were told about at the same height.
@@ -162,12 +205,7 @@ func (t *Tracker) Reconcile(ctx context.Context, src Source, emit func(hub.NodeE
 				break
 			}
 			if curHeight < t.bottom || curHeight == 0 {
-				// Below the window: start again from the node's tip.
-				t.reset()
-				if err := t.learn(ctx, src, tipHash, tipHeight); err != nil {
-					return 0, err
-				}
-				return 0, fmt.Errorf("%w (%d blocks): modules were not told about the blocks below height %d", ErrTooDeep, t.window(), curHeight)
+				return 0, t.tooDeep(ctx, src, tipHash, tipHeight, curHeight)
 			}
 			disconnects = append(disconnects, curHeight)
 		}
@@ -250,6 +288,16 @@ func (t *Tracker) Apply(h Hint, emit func(hub.NodeEvent)) bool {
 		return true
 	}
 	return false
+}
+
+// tooDeep starts again from the node's tip, the told chain being out of
+// its reach from height below.
+func (t *Tracker) tooDeep(ctx context.Context, src Source, tipHash chainhash.Hash, tipHeight, below uint64) error {
+	t.reset()
+	if err := t.learn(ctx, src, tipHash, tipHeight); err != nil {
+		return err
+	}
+	return fmt.Errorf("%w (%d blocks): modules were not told about the blocks below height %d", ErrTooDeep, t.window(), below)
 }
 
 func (t *Tracker) reset() {

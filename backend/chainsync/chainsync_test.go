@@ -19,6 +19,10 @@ type fakeChain struct {
 	tip     chainhash.Hash
 	down    bool
 	nonce   uint32
+	// hashReads are the heights BlockHash was asked for; headerReads
+	// counts Header calls.
+	hashReads   []uint64
+	headerReads int
 }
 
 func newFake(n int) *fakeChain {
@@ -64,11 +68,27 @@ func (f *fakeChain) Header(_ context.Context, h chainhash.Hash) (*wire.BlockHead
 	if f.down {
 		return nil, errDown
 	}
+	f.headerReads++
 	hdr, ok := f.headers[h]
 	if !ok {
 		return nil, fmt.Errorf("no header %s", h)
 	}
 	return &hdr, nil
+}
+
+func (f *fakeChain) BlockHash(_ context.Context, height uint64) (chainhash.Hash, error) {
+	if f.down {
+		return chainhash.Hash{}, errDown
+	}
+	f.hashReads = append(f.hashReads, height)
+	h := f.tip
+	if f.heights[h] < height {
+		return chainhash.Hash{}, fmt.Errorf("no block at height %d", height)
+	}
+	for f.heights[h] > height {
+		h = f.headers[h].PrevBlock
+	}
+	return h, nil
 }
 
 type log []hub.NodeEvent
@@ -201,5 +221,71 @@ func TestMempoolSyncAndBound(t *testing.T) {
 	}
 	if m.Len() != 3 {
 		t.Fatalf("bound 3, holds %d", m.Len())
+	}
+}
+
+// A node far ahead of the told tip (catching up, or claiming a tip it does
+// not have) is walked in steps of MaxStep: every block still arrives once
+// and in order, and no step reads more than MaxStep headers before it
+// emits, however high the claimed tip.
+func TestReconcileFarAheadInBoundedSteps(t *testing.T) {
+	f := newFake(10)
+	tr := &Tracker{MaxStep: 50}
+	ctx := context.Background()
+	if _, err := tr.Reconcile(ctx, f, func(hub.NodeEvent) {}); err != nil {
+		t.Fatal(err)
+	}
+	f.extend(f.tip, 3*50+7) // heights 11..167
+	var evs log
+	mostUnemitted, readsAtLastEmit := 0, f.headerReads
+	emit := func(ev hub.NodeEvent) {
+		mostUnemitted = max(mostUnemitted, f.headerReads-readsAtLastEmit)
+		readsAtLastEmit = f.headerReads
+		evs.add(ev)
+	}
+	n, err := tr.Reconcile(ctx, f, emit)
+	if err != nil || n != 157 {
+		t.Fatalf("%d events, %v; want 157 connects", n, err)
+	}
+	for i, e := range evs {
+		if e.Kind != hub.BlockConnected || e.Height != uint64(11+i) {
+			t.Fatalf("event %d = %v at %d, want a connect at %d", i, e.Kind, e.Height, 11+i)
+		}
+		if i > 0 && e.Header.PrevBlock != evs[i-1].Hash {
+			t.Fatalf("event %d does not follow event %d", i, i-1)
+		}
+	}
+	if mostUnemitted > 50 {
+		t.Fatalf("%d headers read before an emit, more than MaxStep 50", mostUnemitted)
+	}
+	if want := []uint64{60, 110, 160}; fmt.Sprint(f.hashReads) != fmt.Sprint(want) {
+		t.Fatalf("BlockHash asked for %v, want the step targets %v", f.hashReads, want)
+	}
+	if h, ht, _ := tr.Tip(); h != f.tip || ht != 167 {
+		t.Fatalf("told tip %s@%d", h, ht)
+	}
+}
+
+// A node whose tip is below every remembered block (a reset regtest, or a
+// lie) starts the tracker again without a walk that could not meet it.
+func TestReconcileTipFarBelowStartsAgain(t *testing.T) {
+	f := newFake(3000)
+	tr := &Tracker{}
+	ctx := context.Background()
+	if _, err := tr.Reconcile(ctx, f, func(hub.NodeEvent) {}); err != nil {
+		t.Fatal(err)
+	}
+	g := newFake(5)
+	before := g.headerReads
+	var evs log
+	_, err := tr.Reconcile(ctx, g, evs.add)
+	if !errors.Is(err, ErrTooDeep) || len(evs) != 0 {
+		t.Fatalf("err %v, %d events; want ErrTooDeep and none", err, len(evs))
+	}
+	if reads := g.headerReads - before; reads > DefaultInitialDepth {
+		t.Fatalf("%d header reads; want only the new tip's learning", reads)
+	}
+	if h, ht, _ := tr.Tip(); h != g.tip || ht != 5 {
+		t.Fatalf("told tip %s@%d, want the new node's", h, ht)
 	}
 }

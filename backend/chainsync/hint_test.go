@@ -27,6 +27,11 @@ func (c *countingSource) Header(ctx context.Context, h chainhash.Hash) (*wire.Bl
 	return c.fakeChain.Header(ctx, h)
 }
 
+func (c *countingSource) BlockHash(ctx context.Context, height uint64) (chainhash.Hash, error) {
+	c.reads++
+	return c.fakeChain.BlockHash(ctx, height)
+}
+
 func hintFor(f *fakeChain, h chainhash.Hash, disconnect bool) Hint {
 	return Hint{Disconnect: disconnect, Height: f.heights[h], Header: f.headers[h]}
 }
