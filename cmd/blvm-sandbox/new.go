@@ -14,6 +14,7 @@ import (
 	"text/template"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/blvm/blvm-sandbox/internal/termesc"
 	"github.com/blvm/blvm-sandbox/manifest"
@@ -76,15 +77,32 @@ func runNew(stdout io.Writer, lang, dir string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(abs, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(abs), 0o755); err != nil {
 		return fmt.Errorf("new: %w", err)
+	}
+	if err := os.Mkdir(abs, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("new: %w", err)
+	}
+	// The files go in through a descriptor of DIR itself, opened without
+	// following a link and checked again: a DIR that appeared, or was
+	// swapped for a link, since the check above is refused, not written
+	// through.
+	dfd, err := unix.Open(abs, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_RDONLY, 0)
+	if err != nil {
+		return badInput(fmt.Errorf("new: %s: %w", termesc.String(dir), err))
+	}
+	d := os.NewFile(uintptr(dfd), abs)
+	defer d.Close()
+	if err := ownedEmptyDir(d); err != nil {
+		return badInput(fmt.Errorf("new: %s: %w", termesc.String(dir), err))
 	}
 	for _, f := range files {
 		// O_EXCL: a file that appeared meanwhile is never overwritten.
-		fh, err := os.OpenFile(filepath.Join(abs, f.name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		fd, err := unix.Openat(dfd, f.name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
 		if err != nil {
-			return fmt.Errorf("new: %w", err)
+			return fmt.Errorf("new: %s: %w", filepath.Join(abs, f.name), err)
 		}
+		fh := os.NewFile(uintptr(fd), filepath.Join(abs, f.name))
 		_, err = fh.Write(f.data)
 		if cerr := fh.Close(); err == nil {
 			err = cerr
@@ -114,13 +132,31 @@ func emptyOrAbsent(dir string) error {
 	case !st.IsDir():
 		return errors.New("exists and is not a directory")
 	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return ownedEmptyDir(d)
+}
+
+// ownedEmptyDir refuses the open directory d unless it is the caller's, not
+// writable by others, and empty.
+func ownedEmptyDir(d *os.File) error {
+	st, err := d.Stat()
+	if err != nil {
+		return err
+	}
+	if !st.IsDir() {
+		return errors.New("exists and is not a directory")
+	}
 	if sys, ok := st.Sys().(*syscall.Stat_t); ok && int(sys.Uid) != os.Geteuid() {
 		return fmt.Errorf("exists and belongs to uid %d, not to you (uid %d): choose a new directory", sys.Uid, os.Geteuid())
 	}
 	if st.Mode().Perm()&0o002 != 0 {
 		return fmt.Errorf("exists and is writable by others (mode %04o): choose a new directory", st.Mode().Perm())
 	}
-	entries, err := os.ReadDir(dir)
+	entries, err := d.ReadDir(-1)
 	switch {
 	case err != nil:
 		return err
