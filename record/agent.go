@@ -16,6 +16,8 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	libseccomp "github.com/seccomp/libseccomp-golang"
 	"golang.org/x/sys/unix"
+
+	"github.com/blvm/blvm-sandbox/internal/ownedpath"
 )
 
 // Agent is the seccomp agent of one record-mode container: it listens where
@@ -51,8 +53,12 @@ func Listen(path, container, module, shim string, dec *Decider, log *SyscallLog)
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("record: agent socket: %w", err)
 	}
-	if err := rootOnlyPath(filepath.Dir(path)); err != nil {
-		return nil, fmt.Errorf("record: agent socket %s: %w", path, err)
+	// libcontainer hands the filter's notify fd to whatever listens at
+	// path, without asking who: a user who could swap a directory on it
+	// could put their own socket there and answer the module's syscalls,
+	// the deny list's too.
+	if err := ownedpath.Check(filepath.Dir(path)); err != nil {
+		return nil, fmt.Errorf("record: agent socket %s: %w: they could put another socket where the filter is handed over", path, err)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("record: agent socket: %w", err)
@@ -66,46 +72,6 @@ func Listen(path, container, module, shim string, dec *Decider, log *SyscallLog)
 		return nil, fmt.Errorf("record: agent socket: %w", err)
 	}
 	return &Agent{ln: ln, path: path, container: container, module: module, shim: shim, dec: dec, log: log, done: make(chan struct{})}, nil
-}
-
-// rootOnlyPath refuses a socket directory whose path anyone but root could
-// change: libcontainer hands the filter's notify fd to whatever listens at
-// the path, without asking who, so a user who could swap a directory on it
-// (a runtime root they own, a directory others may write) could put their
-// own socket there and answer the module's syscalls, the deny list's too.
-// Checked: each directory of the path as given and as its links resolve
-// (a link's own mode does not matter; the directory holding it does). A
-// world-writable directory with the sticky bit (/tmp) passes: others
-// cannot rename or remove root's entries in it.
-func rootOnlyPath(dir string) error {
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return err
-	}
-	resolved, err := filepath.EvalSymlinks(abs)
-	if err != nil {
-		return err
-	}
-	for _, p := range []string{abs, resolved} {
-		for d := p; ; d = filepath.Dir(d) {
-			var st unix.Stat_t
-			if err := unix.Lstat(d, &st); err != nil {
-				return fmt.Errorf("%s: %w", d, err)
-			}
-			if st.Mode&unix.S_IFMT != unix.S_IFLNK {
-				if st.Uid != 0 {
-					return fmt.Errorf("%s belongs to uid %d, not root: that user could put another socket where the filter is handed over", d, st.Uid)
-				}
-				if st.Mode&0o022 != 0 && st.Mode&unix.S_ISVTX == 0 {
-					return fmt.Errorf("%s is writable by others (mode %04o, no sticky bit): they could put another socket where the filter is handed over", d, st.Mode&0o7777)
-				}
-			}
-			if d == filepath.Dir(d) {
-				break
-			}
-		}
-	}
-	return nil
 }
 
 // Serve takes the first notify fd handed over and answers its

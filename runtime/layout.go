@@ -10,6 +10,7 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 
+	"github.com/blvm/blvm-sandbox/internal/ownedpath"
 	"github.com/blvm/blvm-sandbox/manifest"
 )
 
@@ -113,6 +114,12 @@ func (l Layout) prepare() error {
 	}
 	if err := searchable(l.Root); err != nil {
 		return err
+	}
+	// Everything the runtime puts under the root (bundles, sockets, state,
+	// the modules' data) is only as safe as the directories leading to
+	// it: another user who owned one could rename it and swap in theirs.
+	if err := ownedpath.Check(l.Root); err != nil {
+		return fmt.Errorf("runtime root %s: %w: that user could swap the bundles, sockets and state under it; use a root only root can change", l.Root, err)
 	}
 	for _, d := range []struct {
 		path string
