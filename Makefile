@@ -94,7 +94,7 @@ bench: build bench-deps
 	set -o pipefail; { \
 	  $(GOTEST) -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) ./verify/ && \
 	  $(GOTEST) -run '^$$' -bench 'Seal|Sha256sum|Verify|Hub|Echo' -benchmem -count $(BENCHCOUNT) ./bench/ && \
-	  $(GOTEST_STATIC) -run '^$$' -bench '^Benchmark(ColdStart|StartPrepared|Peer(PlainExec|Bwrap|Runc|Crun|CrunStart|CrunWrapper)|Restart|RestartAfterBackoff)$$' -benchtime 20x -count $(BENCHCOUNT) ./bench/ && \
+	  $(GOTEST_STATIC) -run '^$$' -bench '^Benchmark(ColdStart|StartPrepared|Peer(PlainExec|PlainExecShim|Bwrap|Runc|Crun|CrunStart|CrunWrapper)|Restart|RestartAfterBackoff)$$' -benchtime 20x -count $(BENCHCOUNT) ./bench/ && \
 	  $(GOTEST_STATIC) -run '^$$' -bench '^Benchmark(IdleModules|LoadChain100|PeerCrunChain100)$$' -benchtime 1x -count $(SLOWCOUNT) -timeout 30m ./bench/ && \
 	  BIN=$(BIN) ./scripts/bench-cli.sh && \
 	  COUNT=$(BENCHCOUNT) ./scripts/bench-backend.sh && \
@@ -112,6 +112,8 @@ bench: build bench-deps
 	  -pair BenchmarkRestart=BenchmarkPeerPlainExec \
 	  -pair BenchmarkRestart=BenchmarkPeerCrun \
 	  -pair BenchmarkRestartAfterBackoff=BenchmarkPeerPlainExec \
+	  -pair BenchmarkRestartAfterBackoff=BenchmarkPeerPlainExecShim \
+	  -pair BenchmarkStartPrepared=BenchmarkPeerPlainExecShim \
 	  -pair BenchmarkCLIRun=BenchmarkPeerCrunRunMinimal \
 	  -pair BenchmarkBlobDownload/client=BenchmarkBlobDownload/curl \
 	  -pair BenchmarkBlobDownload/client=BenchmarkBlobDownload/curl-sha256-sync \

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -247,6 +248,48 @@ func BenchmarkPeerPlainExec(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		cmd := exec.Command(built.Hostile)
+		cmd.Env = moduleEnv(f.sock, f.config)
+		firstFrame(b, f.ln, cmd, nil, nil)
+	}
+}
+
+// BenchmarkPeerPlainExecShim is the floor of a start from the exec fifo
+// (StartPrepared, RestartAfterBackoff) without the container: the same two
+// programs, plainly exec'd. The Landlock shim applies the module's own
+// ruleset (the policy's rules, their container paths mapped to the
+// fixture's host paths) and its stacked filter, then execs the module,
+// which connects and sends its first frame: two Go programs' starts where
+// PeerPlainExec has one.
+func BenchmarkPeerPlainExecShim(b *testing.B) {
+	buildModule(b)
+	f := newPeerFixture(b)
+	host, err := runtime.DetectHost("/sys/fs/cgroup", f.dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := compileHostile(b, "shim-floor", host)
+	data, tmp := filepath.Join(f.dir, "data"), filepath.Join(f.dir, "tmp")
+	os.Mkdir(data, 0o777)
+	os.Mkdir(tmp, 0o777)
+	onHost := map[string]string{
+		"/module/hostile": built.Hostile, "/etc/module/config.toml": f.config,
+		"/run/blvm/hub.sock": f.sock, "/data": data, "/tmp": tmp,
+	}
+	args := []string{"--min-abi", strconv.Itoa(p.Landlock.MinABI)}
+	for _, r := range p.Landlock.Rules {
+		path, ok := onHost[r.Path]
+		if !ok {
+			path = r.Path // /dev/null and the like exist on the host too
+		}
+		args = append(args, "--allow", strings.Join(r.Access, ",")+":"+path)
+	}
+	for _, sc := range p.Landlock.Scopes {
+		args = append(args, "--scope", sc.Name)
+	}
+	args = append(args, "--", built.Hostile)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		cmd := exec.Command(built.Shim, args...)
 		cmd.Env = moduleEnv(f.sock, f.config)
 		firstFrame(b, f.ln, cmd, nil, nil)
 	}
