@@ -9,11 +9,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
@@ -23,6 +26,26 @@ import (
 
 // writeBatch is how many bytes the writer gathers before one write.
 const writeBatch = 64 << 10
+
+// readBuffer is the read side's buffer: it batches pipelined requests.
+const readBuffer = 32 << 10
+
+// maxPooledBatch is the largest write buffer kept for reuse. A batch is
+// writeBatch plus at most one frame; a buffer grown past this by a large
+// frame is dropped rather than kept.
+const maxPooledBatch = 4 * writeBatch
+
+// The read and write buffers are taken only while a connection reads or
+// writes, and given back when it waits: an idle module (most of them, most
+// of the time) then holds neither, which is most of what a connection costs
+// (P7). The pools hold only free buffers, no state of any connection.
+var (
+	writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, writeBatch); return &b }}
+	readers   = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBuffer) }}
+)
+
+// errWouldBlock is the raw read's "no input now"; it never leaves conn.
+var errWouldBlock = errors.New("hub: no input")
 
 // conn is one connection of a module.
 //
@@ -56,8 +79,15 @@ type conn struct {
 	seq       uint64                // event sequence, under wmu
 	invSeq    atomic.Uint64         // invocation ids
 	wmu       sync.Mutex            // held while writing to nc
-	br        *bufio.Reader         // read side, used only by the goroutine that holds the read turn
-	rc        syscall.RawConn       // for the publisher's non-blocking writes; nil if nc has none
+	br        *bufio.Reader         // read side, used only by the goroutine that holds the read turn; nil while it waits for input (pooled)
+	rc        syscall.RawConn       // for the publisher's non-blocking writes and the reader's wait; nil if nc has none
+	rawRead   func(fd uintptr) bool // the read turn's: fills br once, or gives it back and waits
+	waitRC    syscall.RawConn       // when nc wraps a socket (NetConn): only to wait for input, never to read it
+	peekReady func(fd uintptr) bool // waitRC's callback: is input (or the end) waiting?
+	peekByte  [1]byte
+	rawFd     int                   // set while rawRead runs: br reads fd without waiting
+	readErr   error                 // rawRead's result
+	buffers   atomic.Int32          // pooled buffers this connection holds now: 0 when idle
 	evPending atomic.Int64          // events queued or partly written, not yet on the socket
 	partial   []byte                // under wmu: the unwritten rest of a frame, goes out first; charged to evBytes
 	scratch   []byte                // under wmu: the publisher's frame buffer
@@ -78,6 +108,7 @@ type conn struct {
 
 func newConn(m *module, nc net.Conn) *conn {
 	c := &conn{
+		rawFd:    -1,
 		m:        m,
 		h:        m.h,
 		nc:       nc,
@@ -98,7 +129,52 @@ func newConn(m *module, nc net.Conn) *conn {
 		c.rawN, c.rawErr = syscall.Write(int(fd), c.rawBuf)
 		return true // one attempt; the publisher never waits for the socket
 	}
+	c.rawRead = c.fillOrRelease
+	if c.rc == nil {
+		// A wrapper (the runtime's readiness check) must see every byte,
+		// so the socket under it is only peeked at while the reader waits.
+		if inner := innerSocket(nc); inner != nil {
+			c.waitRC = inner
+			c.peekReady = c.inputWaiting
+		}
+	}
 	return c
+}
+
+// innerSocket is the socket a wrapper exposes with NetConn (as crypto/tls
+// does, and the runtime's readiness wrapper), nil if there is none.
+func innerSocket(nc net.Conn) syscall.RawConn {
+	for range 8 {
+		w, ok := nc.(interface{ NetConn() net.Conn })
+		if !ok {
+			return nil
+		}
+		nc = w.NetConn()
+		if sc, ok := nc.(syscall.Conn); ok {
+			if rc, err := sc.SyscallConn(); err == nil {
+				return rc
+			}
+			return nil
+		}
+	}
+	return nil
+}
+
+// inputWaiting peeks at the socket without taking anything from it: true
+// when a byte, the end of the stream or an error waits (the wrapper's own
+// read then reports it), false to wait.
+func (c *conn) inputWaiting(fd uintptr) bool {
+	for {
+		_, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.peekByte[0])), 1,
+			unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+		switch errno {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		}
+		return true
+	}
 }
 
 // close stops the connection; it is safe to call more than once and from any
@@ -120,7 +196,7 @@ func (c *conn) closeUnregistered() {
 // the connection ends.
 func (c *conn) serve() {
 	go c.writeLoop()
-	c.br = bufio.NewReaderSize(c.nc, 32<<10)
+	c.takeReader()
 	if !c.handshake(c.br) {
 		c.cleanup()
 		c.m.wg.Done()
@@ -193,8 +269,8 @@ func (c *conn) readLoop() bool {
 // FrameTimeout. A frame already whole in the buffer, the usual case, costs
 // no deadline at all.
 func (c *conn) readEnvelope() (*pb.Envelope, error) {
-	if c.br.Buffered() == 0 {
-		if _, err := c.br.Peek(1); err != nil {
+	if c.br == nil || c.br.Buffered() == 0 {
+		if err := c.awaitInput(); err != nil {
 			return nil, err
 		}
 	}
@@ -209,6 +285,99 @@ func (c *conn) readEnvelope() (*pb.Envelope, error) {
 		_ = c.nc.SetReadDeadline(time.Time{})
 	}
 	return env, err
+}
+
+// awaitInput returns once input is buffered in br, or with the error that
+// ends the connection. It tries one read into the buffer held now; when no
+// input is waiting it gives the buffer back and waits for the socket to
+// become readable holding none, then takes a buffer and reads. That is the
+// same two reads an idle wait always cost, and one when input is waiting.
+func (c *conn) awaitInput() error {
+	if c.rc == nil {
+		if c.waitRC != nil {
+			// Through a wrapper: wait holding no buffer, then read through it.
+			// This costs one peek more than a raw socket's wait.
+			if c.br != nil {
+				c.releaseReader()
+			}
+			if err := c.waitRC.Read(c.peekReady); err != nil {
+				return err
+			}
+		}
+		// Otherwise no socket to wait on (net.Pipe in tests): keep the buffer.
+		if c.br == nil {
+			c.takeReader()
+		}
+		_, err := c.br.Peek(1)
+		return err
+	}
+	c.readErr = nil
+	if err := c.rc.Read(c.rawRead); err != nil {
+		return err // closed, or a deadline: the net package's own errors
+	}
+	return c.readErr
+}
+
+// fillOrRelease is the raw read's callback, run with the socket's read lock
+// held and after the poller was armed, so input arriving after a refused
+// read wakes the wait. It reports false to wait for input.
+func (c *conn) fillOrRelease(fd uintptr) bool {
+	if c.br == nil {
+		c.takeReader()
+	}
+	c.rawFd = int(fd)
+	_, err := c.br.Peek(1)
+	c.rawFd = -1
+	if err == errWouldBlock {
+		c.releaseReader()
+		return false
+	}
+	c.readErr = err
+	if err != nil && c.br.Buffered() == 0 {
+		c.releaseReader() // the connection ends here
+	}
+	return true
+}
+
+// takeReader takes a read buffer from the pool for this connection.
+func (c *conn) takeReader() {
+	c.br = readers.Get().(*bufio.Reader)
+	c.br.Reset(connSource{c})
+	c.buffers.Add(1)
+}
+
+// releaseReader gives an empty read buffer back.
+func (c *conn) releaseReader() {
+	c.br.Reset(nil)
+	readers.Put(c.br)
+	c.br = nil
+	c.buffers.Add(-1)
+}
+
+// connSource is what br reads from: inside the raw read's callback one
+// non-blocking read of the socket, otherwise the connection itself (with
+// its deadlines).
+type connSource struct{ c *conn }
+
+func (s connSource) Read(p []byte) (int, error) {
+	c := s.c
+	if c.rawFd < 0 {
+		return c.nc.Read(p)
+	}
+	for {
+		n, err := syscall.Read(c.rawFd, p)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			return 0, errWouldBlock
+		case err != nil:
+			return 0, &net.OpError{Op: "read", Net: c.nc.LocalAddr().Network(), Addr: c.nc.LocalAddr(), Err: os.NewSyscallError("read", err)}
+		case n == 0 && len(p) > 0:
+			return 0, io.EOF
+		}
+		return n, nil
+	}
 }
 
 // isBadFrame tells a protocol violation (counted) from the peer or the hub
@@ -473,7 +642,6 @@ func marshalResponse(id uint64, code pb.ErrorCode, msg string, result []byte, ma
 // order of the bytes on the socket.
 func (c *conn) writeLoop() {
 	defer c.m.wg.Done()
-	buf := make([]byte, 0, writeBatch)
 	for {
 		var first []byte
 		var firstEv *hubEvent
@@ -484,7 +652,8 @@ func (c *conn) writeLoop() {
 			return
 		}
 		c.wmu.Lock()
-		buf = buf[:0]
+		held := c.takeWriteBuf()
+		buf := (*held)[:0]
 		var nev, taken uint64
 		var outTaken, evTaken int64
 		if c.partial != nil {
@@ -523,6 +692,8 @@ func (c *conn) writeLoop() {
 		_, err := c.nc.Write(buf)
 		c.evPending.Add(-int64(taken))
 		c.wmu.Unlock()
+		*held = buf
+		c.releaseWriteBuf(held)
 		c.releaseOut(outTaken)
 		if err != nil {
 			c.close()
@@ -531,10 +702,30 @@ func (c *conn) writeLoop() {
 		if nev > 0 {
 			c.m.stats.eventsDelivered.Add(nev)
 		}
-		if cap(buf) > 4*writeBatch {
-			buf = make([]byte, 0, writeBatch)
-		}
 	}
+}
+
+// takeWriteBuf takes a batch buffer from the pool for one write.
+func (c *conn) takeWriteBuf() *[]byte {
+	c.buffers.Add(1)
+	return writeBufs.Get().(*[]byte)
+}
+
+// releaseWriteBuf gives a batch buffer back once its bytes are written.
+func (c *conn) releaseWriteBuf(b *[]byte) {
+	c.buffers.Add(-1)
+	recycleWriteBuf(b)
+}
+
+// recycleWriteBuf keeps b for the next batch unless a large frame grew it
+// past maxPooledBatch; it reports whether b was kept.
+func recycleWriteBuf(b *[]byte) bool {
+	if cap(*b) > maxPooledBatch {
+		return false
+	}
+	*b = (*b)[:0]
+	writeBufs.Put(b)
+	return true
 }
 
 // deliver hands ev to this connection without ever blocking the publisher.
