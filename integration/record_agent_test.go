@@ -136,19 +136,7 @@ func TestRootRecordAgentRefusesAPathOthersCanChange(t *testing.T) {
 	}
 	defer os.RemoveAll(base)
 	os.Chmod(base, 0o755)
-	mkdir := func(name string, mode os.FileMode, uid int) string {
-		d := filepath.Join(base, name)
-		if err := os.Mkdir(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chmod(d, mode); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chown(d, uid, uid); err != nil {
-			t.Fatal(err)
-		}
-		return d
-	}
+	mkdir := func(name string, mode os.FileMode, uid int) string { return mkdirAs(t, base, name, mode, uid) }
 	owned := mkdir("owned", 0o755, 65534)
 	open := mkdir("open", 0o777, 0)
 	sticky := mkdir("sticky", 0o777|os.ModeSticky, 0)

@@ -21,19 +21,7 @@ func TestRootRuntimeRootOthersCanChangeRefused(t *testing.T) {
 	base := t.TempDir()
 	os.Chmod(filepath.Dir(base), 0o711) // the modules' uids search the way to a root
 	os.Chmod(base, 0o711)
-	mkdir := func(name string, mode os.FileMode, uid int) string {
-		d := filepath.Join(base, name)
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chmod(d, mode); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chown(d, uid, uid); err != nil {
-			t.Fatal(err)
-		}
-		return d
-	}
+	mkdir := func(name string, mode os.FileMode, uid int) string { return mkdirAs(t, base, name, mode, uid) }
 	owned := mkdir("owned", 0o755, 65534)
 	open := mkdir("open", 0o777, 0)
 	sticky := mkdir("sticky", 0o777|os.ModeSticky, 0)
@@ -76,4 +64,21 @@ func TestRootRuntimeRootOthersCanChangeRefused(t *testing.T) {
 			}
 		}
 	}
+}
+
+// mkdirAs makes dir/name with mode and uid (and the same gid): the
+// directories a test of who may change a path puts on it.
+func mkdirAs(t *testing.T, dir, name string, mode os.FileMode, uid int) string {
+	t.Helper()
+	d := filepath.Join(dir, name)
+	if err := os.Mkdir(d, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(d, mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(d, uid, uid); err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
