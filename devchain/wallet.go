@@ -18,6 +18,9 @@ import (
 const (
 	// feeRate is what wallet transactions pay, in satoshis per vbyte.
 	feeRate = 2
+	// maxDERSigLen is the longest DER encoding of a low-S secp256k1
+	// signature, without the sighash byte.
+	maxDERSigLen = 72
 	// minWalletCoin is the smallest output the wallet spends; smaller ones
 	// would cost more in fees than they are worth.
 	minWalletCoin = 100_000
@@ -149,27 +152,29 @@ func (c *Chain) walletTx(coins []walletCoin) (*wire.MsgTx, int64, error) {
 	change := wire.NewTxOut(total-paid, c.walletScript)
 	msg.AddTxOut(change)
 
-	// Sign once to learn the size, then set the fee and sign again. A
-	// signature may be a byte shorter the second time; the fee then pays
-	// a fraction of a vbyte more than feeRate, which is fine.
+	// The fee is set on the largest witness a P2WPKH input can carry: a
+	// DER signature is 70 to 72 bytes plus the sighash byte, and which
+	// length comes out depends on the bytes signed, the fee among them.
+	// Sizing on the real signature and signing again could come out a
+	// byte longer and pay below feeRate.
+	pubKey := c.key.PubKey().SerializeCompressed()
+	for i := range msg.TxIn {
+		msg.TxIn[i].Witness = wire.TxWitness{make([]byte, maxDERSigLen+1), pubKey}
+	}
+	fee := int64(txVSize(msg)) * feeRate
+	change.Value = total - paid - fee
+	if change.Value < dustLimit {
+		return nil, 0, fmt.Errorf("coins worth %d sat cannot pay a fee of %d sat", total, fee)
+	}
 	fetcher := txscript.NewMultiPrevOutFetcher(prevOuts)
-	for pass := 0; pass < 2; pass++ {
-		if pass == 1 {
-			fee := int64(txVSize(msg)) * feeRate
-			change.Value = total - paid - fee
-			if change.Value < dustLimit {
-				return nil, 0, fmt.Errorf("coins worth %d sat cannot pay a fee of %d sat", total, fee)
-			}
+	sigHashes := txscript.NewTxSigHashes(msg, fetcher)
+	for i, coin := range coins {
+		wit, err := txscript.WitnessSignature(msg, sigHashes, i, coin.entry.Value,
+			coin.entry.PkScript, txscript.SigHashAll, c.key, true)
+		if err != nil {
+			return nil, 0, fmt.Errorf("sign input %d: %w", i, err)
 		}
-		sigHashes := txscript.NewTxSigHashes(msg, fetcher)
-		for i, coin := range coins {
-			wit, err := txscript.WitnessSignature(msg, sigHashes, i, coin.entry.Value,
-				coin.entry.PkScript, txscript.SigHashAll, c.key, true)
-			if err != nil {
-				return nil, 0, fmt.Errorf("sign input %d: %w", i, err)
-			}
-			msg.TxIn[i].Witness = wit
-		}
+		msg.TxIn[i].Witness = wit
 	}
 	var out int64
 	for _, o := range msg.TxOut {
