@@ -96,8 +96,9 @@ func newSupervisor(b *testing.B, restart runtime.RestartPolicy, onEvent func(run
 	return sup, host, root
 }
 
-// drain accepts and reads each connection, as the hub would.
-func drain(ln net.Listener, _ int) error {
+// drain accepts and reads each connection, as the hub would, and counts a
+// start as up at its first bytes (the hub: at its Hello).
+func drain(ln net.Listener, _ int, ready func()) error {
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -107,7 +108,11 @@ func drain(ln net.Listener, _ int) error {
 			go func() {
 				buf := make([]byte, 4096)
 				for {
-					if _, err := c.Read(buf); err != nil {
+					n, err := c.Read(buf)
+					if n > 0 {
+						ready()
+					}
+					if err != nil {
 						c.Close()
 						return
 					}

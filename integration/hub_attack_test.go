@@ -73,7 +73,10 @@ func (s *sandbox) runOnHub(h *hub.Hub, p *policy.Policy, attack, arg string) out
 	var out, errw syncbuf.Buffer
 	err := s.sup.Start(context.Background(), runtime.Module{
 		Policy: p, Binary: s.hostile, Config: []byte(fmt.Sprintf("attack = %q\narg = %q\n", attack, arg)),
-		Serve:  func(ln net.Listener, uid int) error { spec.PeerUID = uid; return h.Attach(spec, ln) },
+		Serve: func(ln net.Listener, uid int, ready func()) error {
+			spec.PeerUID, spec.OnReady = uid, ready
+			return h.Attach(spec, ln)
+		},
 		Stdout: &out, Stderr: &errw,
 	})
 	if err != nil {

@@ -110,15 +110,22 @@ func (s *sandbox) compileErr(name string) (*policy.Policy, error) {
 
 func nodeDefault() *nodeconfig.Config { return nodeconfig.Default() }
 
-// drainHub stands in for the hub: it accepts and reads until closed.
-func drainHub(ln net.Listener, _ int) error {
+// drainHub stands in for the hub: it accepts and reads until closed, and
+// counts a start as up at its first byte (the hub: at its Hello).
+func drainHub(ln net.Listener, _ int, ready func()) error {
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			go io.Copy(io.Discard, c)
+			go func() {
+				var first [1]byte
+				if n, _ := c.Read(first[:]); n > 0 {
+					ready()
+				}
+				io.Copy(io.Discard, c)
+			}()
 		}
 	}()
 	return nil

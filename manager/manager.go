@@ -448,7 +448,10 @@ func (m *Manager) prepare(ctx context.Context, name string, e *entry, prep *load
 	}
 	err := m.sup.Prepare(ctx, runtime.Module{
 		Policy: prep.Policy, Binary: prep.Verified.StorePath, Config: prep.Config, Expires: Expiry(prep.Manifest),
-		Serve: func(ln net.Listener, uid int) error { spec.PeerUID = uid; return m.hub.Attach(spec, ln) },
+		Serve: func(ln net.Listener, uid int, ready func()) error {
+			spec.PeerUID, spec.OnReady = uid, ready
+			return m.hub.Attach(spec, ln)
+		},
 	})
 	if err != nil {
 		m.hub.Detach(name)

@@ -47,7 +47,7 @@ type Sandbox struct {
 	MaxCrashes      int           `toml:"max_crashes"`
 	CrashWindow     time.Duration `toml:"crash_window"`
 	StopGrace       time.Duration `toml:"stop_grace"`    // SIGTERM to SIGKILL
-	ReadyTimeout    time.Duration `toml:"ready_timeout"` // start to the module's first frame
+	ReadyTimeout    time.Duration `toml:"ready_timeout"` // start to the module's Hello, accepted by the hub
 	// DiskBytes and DiskInodes are the kernel-enforced quota on each
 	// module's /data, unless [modules.<name>] sets its own.
 	DiskBytes  int64 `toml:"disk_bytes"`

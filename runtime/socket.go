@@ -61,60 +61,33 @@ func ownSocket(dir, path string, uid int) error {
 	return nil
 }
 
-// readyListener hands connections to the hub unchanged, and notices the
-// first bytes a module sends after each start: that is when the module is
-// up. The runtime needs no knowledge of the protocol for it.
-type readyListener struct {
-	net.Listener
+// readySignal is how the hub tells the supervisor that a start came up:
+// the Serve callback's ready, called once the module has spoken the
+// protocol. Each start arms a fresh one; a call for an earlier start (a
+// late Hello of a run already given up) lands on a signal nobody waits on.
+type readySignal struct {
 	mu    sync.Mutex
 	ready chan struct{}
 	once  *sync.Once
 }
 
-func newReadyListener(ln net.Listener) *readyListener {
-	r := &readyListener{Listener: ln}
+func newReadySignal() *readySignal {
+	r := &readySignal{}
 	r.reset()
 	return r
 }
 
-// reset arms a fresh readiness signal for the next start and returns it.
-func (r *readyListener) reset() <-chan struct{} {
+// reset arms a fresh signal for the next start and returns it.
+func (r *readySignal) reset() <-chan struct{} {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.ready, r.once = make(chan struct{}), new(sync.Once)
 	return r.ready
 }
 
-func (r *readyListener) signal() {
+func (r *readySignal) signal() {
 	r.mu.Lock()
 	ch, once := r.ready, r.once
 	r.mu.Unlock()
 	once.Do(func() { close(ch) })
 }
-
-func (r *readyListener) Accept() (net.Conn, error) {
-	c, err := r.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return &readyConn{Conn: c, l: r}, nil
-}
-
-type readyConn struct {
-	net.Conn
-	l    *readyListener
-	seen bool
-}
-
-func (c *readyConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if n > 0 && !c.seen {
-		c.seen = true
-		c.l.signal()
-	}
-	return n, err
-}
-
-// NetConn is the connection readyConn wraps: the hub looks through it to
-// read the peer's credentials (SO_PEERCRED).
-func (c *readyConn) NetConn() net.Conn { return c.Conn }

@@ -26,8 +26,11 @@ type Module struct {
 	// Serve is handed the module's hub socket once, at load; the hub serves
 	// it until the supervisor closes it at unload. Identity is the socket;
 	// hostUID is the host uid the module runs as, the only peer (besides the
-	// runtime itself) the hub should accept on it. An error refuses the load.
-	Serve func(ln net.Listener, hostUID int) error
+	// runtime itself) the hub should accept on it. The hub calls ready each
+	// time a connection has spoken the protocol (its Hello): that is when a
+	// start counts as up. ready is safe to call from any goroutine, any
+	// number of times. An error refuses the load.
+	Serve func(ln net.Listener, hostUID int, ready func()) error
 	// Output receives a copy of the module's stdout and stderr besides the
 	// log file (the run command's terminal). Optional.
 	Stdout, Stderr io.Writer
@@ -58,7 +61,7 @@ type Options struct {
 	Shim        string // the static Landlock shim binary; blvm-sandbox-init sits beside it
 	Host        policy.Host
 	Grace       time.Duration // between SIGTERM and SIGKILL at stop (5 s)
-	Ready       time.Duration // deadline for a started module's first frame (10 s)
+	Ready       time.Duration // deadline for a started module's Hello (10 s)
 	Restart     RestartPolicy
 	LogMaxBytes int64 // per log file before rotation (8 MiB)
 	LogKeep     int   // rotated files kept (2)
@@ -144,7 +147,8 @@ type Supervisor struct {
 type supervised struct {
 	mod     Module
 	ids     IDRange
-	ln      *readyListener
+	ln      net.Listener
+	ready   *readySignal
 	logFile *logFile
 	disk    *quota.Mount  // the data quota, attached from load to unload
 	stop    chan struct{} // closed to ask the loop to stop
@@ -246,7 +250,7 @@ func NewSupervisor(opts Options) (*Supervisor, error) {
 }
 
 // Start loads a module and starts it, returning once it is running (its
-// first frame reached the socket) or its first start failed. After that it
+// Hello was accepted: Serve's ready) or its first start failed. After that it
 // is supervised until Stop. It is Prepare, then Run.
 func (s *Supervisor) Start(ctx context.Context, m Module) error {
 	if err := s.Prepare(ctx, m); err != nil {
@@ -295,7 +299,7 @@ func (s *Supervisor) Prepare(ctx context.Context, m Module) error {
 }
 
 // Run starts a prepared module and supervises it; it returns once the
-// module's first frame reached its socket, or its first start failed.
+// module's Hello was accepted (Serve's ready), or its first start failed.
 func (s *Supervisor) Run(ctx context.Context, name string) error {
 	s.mu.Lock()
 	sv, ok := s.modules[name]
@@ -366,8 +370,8 @@ func (s *Supervisor) load(sv *supervised) error {
 		lf.Close()
 		return fail(err)
 	}
-	sv.logFile, sv.ln = lf, newReadyListener(ln)
-	if err := sv.mod.Serve(sv.ln, ids.HostUID()); err != nil {
+	sv.logFile, sv.ln, sv.ready = lf, ln, newReadySignal()
+	if err := sv.mod.Serve(ln, ids.HostUID(), sv.ready.signal); err != nil {
 		ln.Close()
 		lf.Close()
 		return fail(fmt.Errorf("hub: %w", err))
@@ -563,8 +567,8 @@ func (s *Supervisor) createInstance(sv *supervised) (*instance, error) {
 }
 
 // startOnce runs the prepared container (or creates one, after a crash)
-// and waits for the module's first frame. A prepared container is not run
-// once the module's signatures have expired.
+// and waits for the module's Hello (Serve's ready). A prepared container
+// is not run once the module's signatures have expired.
 func (s *Supervisor) startOnce(sv *supervised) (*instance, error) {
 	sv.mu.Lock()
 	inst := sv.standby
@@ -583,7 +587,7 @@ func (s *Supervisor) startOnce(sv *supervised) (*instance, error) {
 			return nil, err
 		}
 	}
-	ready := sv.ln.reset()
+	ready := sv.ready.reset()
 	if err := inst.exec(); err != nil {
 		inst.discard()
 		return nil, err
@@ -604,8 +608,8 @@ func (s *Supervisor) startOnce(sv *supervised) (*instance, error) {
 		return running()
 	case <-inst.done:
 		// A module that spoke and ended at once did start (the loop then
-		// handles the exit); its frame may still sit unread in the socket
-		// for a moment after the process is gone.
+		// handles the exit); the hub may read its Hello a moment after the
+		// process is gone.
 		select {
 		case <-ready:
 			return running()
@@ -613,12 +617,12 @@ func (s *Supervisor) startOnce(sv *supervised) (*instance, error) {
 		}
 		// Ended before it ever spoke: report how it ended.
 		inst.destroy()
-		return nil, fmt.Errorf("exited before its first frame: %s", inst.exit)
+		return nil, fmt.Errorf("exited before its Hello: %s", inst.exit)
 	case <-time.After(s.opts.Ready):
 	case <-sv.stop:
 	}
 	inst.stop(s.opts.Grace)
-	return nil, fmt.Errorf("no frame on its socket within %s", s.opts.Ready)
+	return nil, fmt.Errorf("no Hello on its socket within %s (the hub logs why a handshake failed)", s.opts.Ready)
 }
 
 // crashedTooOften records a crash and reports whether the window is full.

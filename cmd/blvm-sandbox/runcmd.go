@@ -171,7 +171,10 @@ func runModule(stdout, stderr io.Writer, f *runFlags, dir string, watch *runWatc
 	}
 	err = sup.Prepare(ctx, runtime.Module{
 		Policy: prep.Policy, Binary: prep.Verified.StorePath, Config: prep.Config, Expires: manager.Expiry(prep.Manifest),
-		Serve:  func(ln net.Listener, uid int) error { spec.PeerUID = uid; return h.Attach(spec, ln) },
+		Serve: func(ln net.Listener, uid int, ready func()) error {
+			spec.PeerUID, spec.OnReady = uid, ready
+			return h.Attach(spec, ln)
+		},
 		Stdout: modOut, Stderr: modErr,
 	})
 	if err == nil {

@@ -14,9 +14,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
-	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
@@ -82,9 +80,6 @@ type conn struct {
 	br        *bufio.Reader         // read side, used only by the goroutine that holds the read turn; nil while it waits for input (pooled)
 	rc        syscall.RawConn       // for the publisher's non-blocking writes and the reader's wait; nil if nc has none
 	rawRead   func(fd uintptr) bool // the read turn's: fills br once, or gives it back and waits
-	waitRC    syscall.RawConn       // when nc wraps a socket (NetConn): only to wait for input, never to read it
-	peekReady func(fd uintptr) bool // waitRC's callback: is input (or the end) waiting?
-	peekByte  [1]byte
 	rawFd     int                   // set while rawRead runs: br reads fd without waiting
 	readErr   error                 // rawRead's result
 	buffers   atomic.Int32          // pooled buffers this connection holds now: 0 when idle
@@ -130,51 +125,7 @@ func newConn(m *module, nc net.Conn) *conn {
 		return true // one attempt; the publisher never waits for the socket
 	}
 	c.rawRead = c.fillOrRelease
-	if c.rc == nil {
-		// A wrapper (the runtime's readiness check) must see every byte,
-		// so the socket under it is only peeked at while the reader waits.
-		if inner := innerSocket(nc); inner != nil {
-			c.waitRC = inner
-			c.peekReady = c.inputWaiting
-		}
-	}
 	return c
-}
-
-// innerSocket is the socket a wrapper exposes with NetConn (as crypto/tls
-// does, and the runtime's readiness wrapper), nil if there is none.
-func innerSocket(nc net.Conn) syscall.RawConn {
-	for range 8 {
-		w, ok := nc.(interface{ NetConn() net.Conn })
-		if !ok {
-			return nil
-		}
-		nc = w.NetConn()
-		if sc, ok := nc.(syscall.Conn); ok {
-			if rc, err := sc.SyscallConn(); err == nil {
-				return rc
-			}
-			return nil
-		}
-	}
-	return nil
-}
-
-// inputWaiting peeks at the socket without taking anything from it: true
-// when a byte, the end of the stream or an error waits (the wrapper's own
-// read then reports it), false to wait.
-func (c *conn) inputWaiting(fd uintptr) bool {
-	for {
-		_, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.peekByte[0])), 1,
-			unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
-		switch errno {
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false
-		}
-		return true
-	}
 }
 
 // close stops the connection; it is safe to call more than once and from any
@@ -294,17 +245,8 @@ func (c *conn) readEnvelope() (*pb.Envelope, error) {
 // same two reads an idle wait always cost, and one when input is waiting.
 func (c *conn) awaitInput() error {
 	if c.rc == nil {
-		if c.waitRC != nil {
-			// Through a wrapper: wait holding no buffer, then read through it.
-			// This costs one peek more than a raw socket's wait.
-			if c.br != nil {
-				c.releaseReader()
-			}
-			if err := c.waitRC.Read(c.peekReady); err != nil {
-				return err
-			}
-		}
-		// Otherwise no socket to wait on (net.Pipe in tests): keep the buffer.
+		// No socket to wait on (net.Pipe in tests, a listener's wrapper):
+		// keep the buffer and block in it.
 		if c.br == nil {
 			c.takeReader()
 		}
@@ -462,6 +404,9 @@ func (c *conn) handshake(br *bufio.Reader) bool {
 		return false
 	}
 	c.m.log.line(slog.LevelDebug, "hub: module connected", str("version", hello.ModuleVersion))
+	if c.m.spec.OnReady != nil {
+		c.m.spec.OnReady()
+	}
 	c.h.markReady(c.m.spec.Name)
 	return true
 }

@@ -6,6 +6,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,6 +28,14 @@ type env struct {
 	b    *hubtest.Backend
 	dir  string
 	logs *syncbuf.Buffer
+	// onReady counts each module's OnReady calls (its completed handshakes).
+	onReady sync.Map // name -> *atomic.Int64
+}
+
+// readyCalls is how many times the hub called name's OnReady.
+func (e *env) readyCalls(name string) int64 {
+	n, _ := e.onReady.LoadOrStore(name, new(atomic.Int64))
+	return n.(*atomic.Int64).Load()
 }
 
 func newEnv(t *testing.T, cfg hub.Config) *env {
@@ -69,7 +79,9 @@ func (e *env) attach(name string, caps ...string) string {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	spec := hub.ModuleSpec{ID: "id-" + name, Name: name, Version: "1.0.0", Capabilities: caps, ACL: acl}
+	calls, _ := e.onReady.LoadOrStore(name, new(atomic.Int64))
+	spec := hub.ModuleSpec{ID: "id-" + name, Name: name, Version: "1.0.0", Capabilities: caps, ACL: acl,
+		OnReady: func() { calls.(*atomic.Int64).Add(1) }}
 	if err := e.h.Attach(spec, ln); err != nil {
 		e.t.Fatal(err)
 	}

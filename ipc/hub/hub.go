@@ -156,6 +156,12 @@ type ModuleSpec struct {
 	// PeerUID is the host uid the module runs as. Only it, and the hub's
 	// own uid, may connect on the module's socket (SO_PEERCRED).
 	PeerUID int
+	// OnReady, when set, is called each time a connection completes its
+	// handshake (its Hello accepted, the Welcome queued), just before
+	// Ready's channel closes: the module is up, and the runtime's
+	// supervisor counts its start as done. It runs on the connection's
+	// reader and must not block.
+	OnReady func()
 }
 
 // ModuleStats are a module's counters since the hub first saw its name. They

@@ -31,6 +31,9 @@ func TestWelcome(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("Ready not closed after the handshake")
 	}
+	if n := e.readyCalls("block-logger"); n != 1 {
+		t.Fatalf("OnReady called %d times after one handshake, want 1", n)
+	}
 	w := c.Welcome
 	if w.NodeVersion != "blvm-test 0.1" || w.ModuleId != "id-block-logger" || w.Network != "regtest" ||
 		w.PublishNamespace != "block-logger" || w.MaxFrameBytes != 256<<10 || w.ProtocolVersion != ipc.ProtocolVersion {
@@ -95,6 +98,9 @@ func TestHandshakeFailures(t *testing.T) {
 				t.Fatal("Ready closed without a handshake")
 			default:
 			}
+			if n := e.readyCalls("victim"); n != 0 {
+				t.Fatalf("OnReady called %d times without a handshake", n)
+			}
 			if !strings.Contains(e.logs.String(), "handshake failed") {
 				t.Fatalf("not logged: %s", e.logs.String())
 			}
@@ -105,6 +111,9 @@ func TestHandshakeFailures(t *testing.T) {
 			}
 			defer good.Close()
 			ping(t, good, 1)
+			if n := e.readyCalls("victim"); n != 1 {
+				t.Fatalf("OnReady called %d times after the good handshake, want 1", n)
+			}
 		})
 	}
 }
