@@ -186,6 +186,58 @@ func TestRootHubEventFloodBoundedInBytes(t *testing.T) {
 	}
 }
 
+// TestRootSpoofedHelloIsNoStart: a module whose Hello claims another
+// module's name is refused by the real hub, and its start is not taken as
+// done: Start fails at the ready deadline, not before, the hub counted
+// and logged the refused handshake, and the module's process, seen
+// sleeping in its cgroup from the host, is gone afterwards.
+func TestRootSpoofedHelloIsNoStart(t *testing.T) {
+	const ready = 2 * time.Second
+	s := newSandbox(t, runtime.RestartPolicy{Never: true}, func(o *runtime.Options) { o.Ready = ready })
+	var logs syncbuf.Buffer
+	h := testHub(&logs, hub.Config{})
+	defer h.Close()
+	p := s.compileHub("spoofer")
+	spec := hub.ModuleSpec{ID: "spoofer#1", Name: "spoofer", Version: "1.0.0", ACL: p.Hub}
+	pids := make(chan []int, 1)
+	go func() {
+		// Halfway to the deadline the module has sent its Hello and sleeps.
+		time.Sleep(ready / 2)
+		pids <- modulePids(t, runtime.Layout{Root: s.root}, "spoofer")
+	}()
+	start := time.Now()
+	err := s.sup.Start(context.Background(), runtime.Module{
+		Policy: p, Binary: s.hostile, Config: []byte("greet_as = \"victim\"\nattack = \"sleep\"\narg = \"60s\"\n"),
+		Serve: func(ln net.Listener, uid int, ready func()) error {
+			spec.PeerUID, spec.OnReady = uid, ready
+			return h.Attach(spec, ln)
+		},
+	})
+	took := time.Since(start)
+	if err == nil || !strings.Contains(err.Error(), "no Hello on its socket within") {
+		t.Fatalf("a module greeting as another started: %v", err)
+	}
+	if took < ready {
+		t.Fatalf("start failed after %v, before the %v deadline: %v", took, ready, err)
+	}
+	st := h.Stats("spoofer")
+	if st.HandshakeFailures == 0 || st.Connections == 0 {
+		t.Fatalf("the refused Hello was not counted: %+v", st)
+	}
+	if !strings.Contains(logs.String(), "module name does not match the socket") {
+		t.Fatalf("the refusal was not logged: %s", logs.String())
+	}
+	seen := <-pids
+	if len(seen) == 0 {
+		t.Fatal("no process in the module's cgroup while it slept: the attack did not run")
+	}
+	for _, pid := range seen {
+		if alive(pid) {
+			t.Errorf("the spoofer's process %d outlived its refused start", pid)
+		}
+	}
+}
+
 // TestRootHubLogFloodWithinBudget: a module with no capabilities makes the
 // hub log because of it, every way it can, for a few seconds. The node's
 // log grows by no more than the module's budget allows (plus one summary

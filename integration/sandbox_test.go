@@ -48,7 +48,9 @@ type sandbox struct {
 	cfg     *nodeconfig.Config
 }
 
-func newSandbox(t *testing.T, restart runtime.RestartPolicy) *sandbox {
+// newSandbox makes the sandbox; tune, if given, changes the supervisor's
+// options first.
+func newSandbox(t *testing.T, restart runtime.RestartPolicy, tune ...func(*runtime.Options)) *sandbox {
 	t.Helper()
 	requireRoot(t)
 	shim, hostile := buildBinaries(t)
@@ -60,9 +62,13 @@ func newSandbox(t *testing.T, restart runtime.RestartPolicy) *sandbox {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sup, err := runtime.NewSupervisor(runtime.Options{
+	opts := runtime.Options{
 		Root: root, Shim: shim, Host: host, Grace: time.Second, Ready: 10 * time.Second, Restart: restart,
-	})
+	}
+	for _, f := range tune {
+		f(&opts)
+	}
+	sup, err := runtime.NewSupervisor(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,7 +41,11 @@ func main() {
 		// it has spoken.
 		signal.Ignore(unix.SIGTERM)
 	}
-	conn := greet()
+	name := os.Getenv("BLVM_MODULE_NAME")
+	if as := cfg["greet_as"]; as != "" {
+		name = as // claims another module's name in its Hello
+	}
+	conn := greet(name)
 	defer conn.Close()
 	r := result{Attack: cfg["attack"], Info: map[string]string{}}
 	attack, ok := attacks[r.Attack]
@@ -72,16 +76,16 @@ func readConfig(path string) map[string]string {
 	return out
 }
 
-// greet sends the handshake, which is also how the runtime sees the
-// module is up.
-func greet() net.Conn {
+// greet sends the handshake as name, which is also how the runtime sees
+// the module is up.
+func greet(name string) net.Conn {
 	c, err := net.Dial("unix", os.Getenv("BLVM_SOCKET"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "dial hub:", err)
 		os.Exit(3)
 	}
 	frame, err := ipc.MarshalEnvelope(&pb.Envelope{Body: &pb.Envelope_Hello{Hello: &pb.Hello{
-		ProtocolVersion: ipc.ProtocolVersion, ModuleName: os.Getenv("BLVM_MODULE_NAME"),
+		ProtocolVersion: ipc.ProtocolVersion, ModuleName: name,
 		ModuleVersion: os.Getenv("BLVM_MODULE_VERSION"),
 	}}}, 0)
 	if err == nil {
