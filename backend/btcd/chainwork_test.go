@@ -2,10 +2,12 @@ package btcd_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/blvm/blvm-sandbox/backend/btcd"
 	"github.com/blvm/blvm-sandbox/backend/btcdtest"
 )
 
@@ -80,4 +82,95 @@ func TestChainworkSummed(t *testing.T) {
 	if h := check("after a reorg below the kept block"); h != 349 {
 		t.Fatalf("tip %d on the new branch, want 349", h)
 	}
+}
+
+// Once connected, the driver sums the chainwork itself: with no ChainInfo
+// call the kept block reaches 100 below the tip.
+func TestChainworkWarmedOnConnect(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: no real btcd")
+	}
+	n := btcdtest.Start(t, btcdtest.Options{})
+	if _, err := n.Client().Generate(300); err != nil {
+		t.Fatal(err)
+	}
+	d := newDriver(t, n)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		kept, err := d.KeptHeight(ctx)
+		if err != nil {
+			t.Fatalf("kept block at %d when the warm-up should have reached 200: %v", kept, err)
+		}
+		if kept == 200 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// The warm-up waits for the sum's turn like any caller, but on the
+// driver's context: a module's ChainInfo meanwhile gives up at its own
+// deadline, and Close ends the waiting warm-up (no goroutine left). The node
+// is started after the turn is taken, so the warm-up cannot have run first.
+func TestChainworkWarmupEndsWithClose(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: no real btcd")
+	}
+	if warmUpLingers() {
+		t.Fatal("a warm-up from an earlier test still runs")
+	}
+	n := btcdtest.Start(t, btcdtest.Options{})
+	n.Stop()
+	d, err := btcd.New(btcd.Config{
+		Host: n.RPCAddr, User: n.User, Pass: n.Pass, CertPEM: n.CertPEM,
+		Poll: time.Hour, RetryMin: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond, CallTimeout: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	release := d.HoldChainwork()
+	defer release()
+	n.Restart()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := d.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for !btcd.WarmingUp() {
+		if ctx.Err() != nil {
+			t.Fatal("no warm-up after connecting")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	short, cancelShort := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancelShort()
+	if _, err := d.ChainInfo(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("ChainInfo with a 100 ms ctx while the sum's turn is taken = %v; want its deadline", err)
+	}
+
+	closed := make(chan struct{})
+	go func() { d.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return within 5 s of a warm-up waiting for its turn")
+	}
+	if warmUpLingers() {
+		t.Fatal("the warm-up still runs a second after Close")
+	}
+}
+
+// warmUpLingers reports whether a warm-up goroutine is still there after a
+// second: it calls wg.Done in a defer, so Close may return while it is
+// still leaving its frame.
+func warmUpLingers() bool {
+	for deadline := time.Now().Add(time.Second); btcd.WarmingUp(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return true
+		}
+	}
+	return false
 }

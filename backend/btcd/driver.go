@@ -157,6 +157,7 @@ func New(cfg Config) (*Driver, error) {
 		hints:    make(chan chainsync.Hint, hintQueue),
 		txs:      make(chan chainhash.Hash, txQueue),
 		tracker:  &chainsync.Tracker{Window: cfg.ReorgWindow},
+		work:     newChainwork(),
 		done:     make(chan struct{}),
 		lastErr:  errors.New("not connected yet"),
 	}
@@ -367,6 +368,11 @@ func (d *Driver) session() error {
 	// What happened while we were away is pulled, not notified.
 	d.resync.Store(true)
 	d.poke()
+	// The warm-up ends with the connection, which Close shuts down.
+	warm, endWarm := context.WithCancel(context.Background())
+	defer endWarm()
+	d.wg.Add(1)
+	go d.warmChainwork(warm)
 	client.WaitForShutdown()
 	return errors.New("connection closed")
 }
