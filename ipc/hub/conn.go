@@ -400,10 +400,12 @@ func (c *conn) handshake(br *bufio.Reader) bool {
 	if err != nil {
 		return fail("encode Welcome", slog.String("err", err.Error()))
 	}
+	// Logged before the Welcome leaves, so that a module that has its
+	// Welcome finds the line written (the tests that count log bytes).
+	c.m.log.line(slog.LevelDebug, "hub: module connected", str("version", hello.ModuleVersion))
 	if !c.send(frame) {
 		return false
 	}
-	c.m.log.line(slog.LevelDebug, "hub: module connected", str("version", hello.ModuleVersion))
 	if c.m.spec.OnReady != nil {
 		c.m.spec.OnReady()
 	}
