@@ -63,8 +63,9 @@ func ownSocket(dir, path string, uid int) error {
 
 // readySignal is how the hub tells the supervisor that a start came up:
 // the Serve callback's ready, called once the module has spoken the
-// protocol. Each start arms a fresh one; a call for an earlier start (a
-// late Hello of a run already given up) lands on a signal nobody waits on.
+// protocol. Each start arms a fresh one. One window is left: a Hello an
+// ended run wrote just before it died, read by the hub only after the next
+// start was armed, counts for that start (as first bytes did before).
 type readySignal struct {
 	mu    sync.Mutex
 	ready chan struct{}

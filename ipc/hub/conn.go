@@ -245,7 +245,8 @@ func (c *conn) readEnvelope() (*pb.Envelope, error) {
 // same two reads an idle wait always cost, and one when input is waiting.
 func (c *conn) awaitInput() error {
 	if c.rc == nil {
-		// No socket to wait on (net.Pipe in tests, a listener's wrapper):
+		// No socket to wait on (net.Pipe in this package's tests; accepted
+		// connections that are no socket are refused at the peer check):
 		// keep the buffer and block in it.
 		if c.br == nil {
 			c.takeReader()
